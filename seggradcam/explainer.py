@@ -1,0 +1,135 @@
+"""The public entry points: :class:`SegGradCAM` and the :func:`seg_grad_cam` shortcut."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .engine import Engine
+from .explanation import Explanation
+from .inputs import as_image_batch
+from .probe import ModelGraph
+from .targets import (
+    RESTRICT_COMPONENT,
+    WHICH_LARGEST,
+    WHICH_SMALLEST,
+    Target,
+    as_target_list,
+    encode_targets,
+)
+
+
+class SegGradCAM:
+    """Explain a Keras segmentation model with Seg-Grad-CAM.
+
+    Args:
+        model: a functional or Sequential ``keras.Model`` whose output is a (H', W', C)
+            score map per image. Nested functional/Sequential sub-models are supported.
+        layers: ``"auto"`` (the bottleneck: the smallest feature map, ties to the last in
+            model order), ``"all"`` (every convolution, transposed convolution and
+            activation layer on the path to the scores, nested ones included), a layer
+            name (plain, or ``"submodel/layer"``), a keras Layer, or a list of those.
+        logits: ``"auto"`` (explain the scores before a final softmax/sigmoid, whether it is
+            a separate layer or fused into the last convolution), a layer name whose output
+            is the score map, or ``None`` (explain the output as it is).
+        method: how gradients become channel weights; ``"seg-grad-cam"``.
+
+    Example:
+        >>> explainer = SegGradCAM(model, layers="all")          # doctest: +SKIP
+        >>> expl = explainer.explain(images, [1, PixelTarget(5, 9)])  # doctest: +SKIP
+    """
+
+    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam"):
+        self.graph = ModelGraph(model, logits=logits)
+        self.layers = [info.name for info in self.graph.resolve_layers(layers)]
+        self.engine = Engine(self.graph, self.layers, method)
+
+    @property
+    def explained(self) -> str:
+        """Which tensor is explained, in words."""
+        return self.graph.logits.description
+
+    @property
+    def num_classes(self) -> int:
+        """Number of channels of the explained score map."""
+        return self.graph.output_channels
+
+    def explain(self, images, targets) -> Explanation:
+        """Explain ``targets`` on ``images`` at every chosen layer in one compiled pass.
+
+        Args:
+            images: (N, H, W, C) or (H, W, C) array-like.
+            targets: a Target, an int (shorthand for ``ClassTarget(c)``), or a list of them.
+
+        Returns:
+            An :class:`Explanation`.
+
+        Raises:
+            ValueError: bad images, or a target that selects no pixel in some image (for
+                example a class that is not predicted there).
+        """
+        batch = as_image_batch(images, self.graph.input_shape)
+        target_list = as_target_list(targets)
+        out_size = self.graph.output_size(batch.shape[1], batch.shape[2])
+        codes = encode_targets(target_list, out_size, self.num_classes)
+        result = {key: value.numpy() for key, value in self.engine.run(batch, codes).items()}
+        _check_masks(result, codes, target_list)
+        return Explanation(
+            heatmaps=result["heatmaps"].astype(np.float32),
+            raw={name: result[f"raw/{name}"] for name in self.layers},
+            weights={name: result[f"weights/{name}"] for name in self.layers},
+            scores=result["scores"],
+            masks=result["masks"],
+            layers=list(self.layers),
+            targets=target_list,
+            classes=result["class_index"],
+            prediction=result["prediction"],
+            explained=self.explained,
+            method=self.engine.method,
+            images=batch,
+        )
+
+
+def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:
+    """Raise a clear error for a target whose mask came out empty on some image."""
+    empty = np.argwhere(result["masks"].sum(axis=(2, 3)) <= 0)
+    if len(empty) == 0:
+        return
+    image, index = (int(i) for i in empty[0])
+    target = targets[index]
+    cls = int(result["class_index"][image, index])
+    present = np.unique(result["prediction"][image]).tolist()
+    where = f"target {index} ({target.describe()}) selects no output pixel in image {image}"
+    if codes["restrict"][index] == RESTRICT_COMPONENT:
+        found = int(result["components"][image, index])
+        which = int(codes["which"][index])
+        if found and which not in (WHICH_LARGEST, WHICH_SMALLEST):
+            raise ValueError(f"{where}: object index {which} is out of range, class {cls} has {found} object(s) (valid 0..{found - 1})")
+    raise ValueError(
+        f"{where}: class {cls} is not predicted there (predicted labels: {present}). "
+        "Explain a predicted class, use ClassTarget(c, region='all'), or give a region."
+    )
+
+
+def seg_grad_cam(model: keras.Model, image, target, layer="auto") -> np.ndarray:
+    """One heatmap in one call.
+
+    Args:
+        model: the segmentation model.
+        image: one (H, W, C) image (or a batch of one).
+        target: a Target or an int class index.
+        layer: a layer name, a keras Layer, or ``"auto"``.
+
+    Returns:
+        The (H, W) float32 heatmap in [0, 1].
+
+    Example:
+        >>> heat = seg_grad_cam(model, image, 1, "bottleneck")   # doctest: +SKIP
+    """
+    batch = np.asarray(image)
+    if batch.ndim == 4 and batch.shape[0] != 1:
+        raise ValueError(f"seg_grad_cam explains one image; got a batch of {batch.shape[0]} (use SegGradCAM.explain)")
+    if isinstance(target, (list, tuple)):
+        raise TypeError("seg_grad_cam takes one target; use SegGradCAM.explain for several")
+    explanation = SegGradCAM(model, layers=layer).explain(batch, target)
+    return explanation.heatmaps[0, 0, 0]

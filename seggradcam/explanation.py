@@ -1,0 +1,66 @@
+"""The result of an explanation: plain numpy arrays and what they mean."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Seg-Grad-CAM maps for N images, T targets and L layers.
+
+    Attributes:
+        heatmaps: float32 (N, T, L, H, W): ReLU, bilinearly upsampled to the input size,
+            each map scaled to [0, 1] (an all-zero map stays zero).
+        raw: layer name -> (N, T, h, w) signed maps before the ReLU, at layer resolution.
+        weights: layer name -> (N, T, k) channel weights alpha.
+        scores: (N, T) the explained scores y.
+        masks: (N, T, H_out, W_out) weights over output pixels actually used.
+        layers: layer names, in the order of axis L.
+        targets: the targets, in the order of axis T.
+        classes: (N, T) the class explained for each image and target.
+        prediction: (N, H_out, W_out) predicted label map.
+        explained: which tensor was explained, in words.
+        method: the method that produced the maps.
+        images: the (N, H, W, C) float32 images that were explained.
+
+    Example:
+        >>> expl = explainer.explain(images, [1, 2])     # doctest: +SKIP
+        >>> expl.heatmaps.shape                           # doctest: +SKIP
+        (4, 2, 1, 128, 128)
+    """
+
+    heatmaps: np.ndarray
+    raw: dict
+    weights: dict
+    scores: np.ndarray
+    masks: np.ndarray
+    layers: list
+    targets: list
+    classes: np.ndarray
+    prediction: np.ndarray
+    explained: str
+    method: str
+    images: np.ndarray
+
+    def heatmap(self, image: int = 0, target: int = 0, layer=0) -> np.ndarray:
+        """One (H, W) heatmap; ``layer`` is an index into ``layers`` or a layer name.
+
+        Example:
+            >>> expl.heatmap(0, 0, "bottleneck").shape    # doctest: +SKIP
+            (128, 128)
+        """
+        if isinstance(layer, str):
+            if layer not in self.layers:
+                raise KeyError(f"layer {layer!r} was not explained; explained layers are {self.layers}")
+            layer = self.layers.index(layer)
+        return self.heatmaps[image, target, layer]
+
+    def __repr__(self) -> str:
+        n, t, l, h, w = self.heatmaps.shape
+        return (
+            f"Explanation({n} image(s) x {t} target(s) x {l} layer(s), {h}x{w}, method={self.method!r}, "
+            f"layers={self.layers}, explained={self.explained!r})"
+        )

@@ -1,0 +1,84 @@
+"""Reference U-Nets (the shapes the package is built for) and loading of shipped models."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+HEADS = ("softmax", "fused-softmax", "sigmoid", "fused-sigmoid", "linear")
+
+
+def _conv_block(x, filters: int, prefix: str):
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv1")(x)
+    return layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv2")(x)
+
+
+def _encoder(inputs, filters):
+    skips = []
+    x = inputs
+    for level, width in enumerate(filters[:-1], start=1):
+        x = _conv_block(x, width, f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x = _conv_block(x, filters[-1], "bottleneck")
+    return skips, x
+
+
+def build_unet(
+    input_shape: tuple = (128, 128, 3),
+    num_classes: int = 4,
+    filters: tuple = (16, 32, 64),
+    head: str = "softmax",
+    nested_encoder: bool = False,
+    name: str = "unet",
+) -> keras.Model:
+    """A small U-Net with named layers.
+
+    Conv2D encoder blocks (``enc1_conv1``, ``enc1_conv2``, ``enc1_pool``, ...), a bottleneck
+    (``bottleneck_conv1``, ``bottleneck_conv2``), a Conv2DTranspose decoder with skip
+    connections (``dec1_up``, ``dec1_concat``, ``dec1_conv1``, ...), a 1x1 ``logits``
+    convolution and a head.
+
+    Args:
+        input_shape: (H, W, C); H and W must be divisible by 2 ** (len(filters) - 1).
+        num_classes: output channels (use 1 with a sigmoid head for binary segmentation).
+        filters: channels per level, the last one for the bottleneck.
+        head: ``"softmax"`` (a separate Softmax layer), ``"fused-softmax"`` (softmax inside the
+            logits convolution), ``"sigmoid"``, ``"fused-sigmoid"`` or ``"linear"`` (no head).
+        nested_encoder: build the encoder and bottleneck as a nested ``keras.Model``
+            named ``"encoder"``.
+        name: the model's name.
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Example:
+        >>> model = build_unet((64, 64, 3), num_classes=4, nested_encoder=True)
+        >>> model.output_shape
+        (None, 64, 64, 4)
+    """
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+    if len(filters) < 2:
+        raise ValueError(f"filters needs at least 2 levels (encoder + bottleneck), got {filters!r}")
+    inputs = keras.Input(input_shape, name="image")
+    if nested_encoder:
+        encoder_input = keras.Input(input_shape, name="encoder_image")
+        skips, bottom = _encoder(encoder_input, filters)
+        encoder = keras.Model(encoder_input, skips + [bottom], name="encoder")
+        outputs = encoder(inputs)
+        skips, x = list(outputs[:-1]), outputs[-1]
+    else:
+        skips, x = _encoder(inputs, filters)
+    for level in range(len(filters) - 1, 0, -1):
+        width = filters[level - 1]
+        x = layers.Conv2DTranspose(width, 2, strides=2, padding="same", name=f"dec{level}_up")(x)
+        x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level - 1]])
+        x = _conv_block(x, width, f"dec{level}")
+    fused = {"fused-softmax": "softmax", "fused-sigmoid": "sigmoid"}.get(head)
+    x = layers.Conv2D(num_classes, 1, activation=fused, name="logits")(x)
+    if head == "softmax":
+        x = layers.Softmax(name="softmax")(x)
+    elif head == "sigmoid":
+        x = layers.Activation("sigmoid", name="sigmoid")(x)
+    return keras.Model(inputs, x, name=name)
