@@ -41,7 +41,11 @@ class Engine:
         self.method = method
         self._weigh = get_method(method)
         self.trace_count = 0
-        self._compiled = tf.function(self._pass, autograph=False)
+
+        def explain_pass(images, codes):  # a fresh function per engine: traces stay separate
+            return self._pass(images, codes)
+
+        self._compiled = tf.function(explain_pass, autograph=False)
 
     def run(self, images, codes: dict) -> dict:
         """Explain a batch. ``codes`` are the arrays from ``targets.encode_targets``.

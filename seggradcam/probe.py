@@ -109,14 +109,20 @@ def _call_operation(operation, args, kwargs, on_leaf, path):
     return on_leaf(path + (operation.name,), operation, args, kwargs)
 
 
-def linear_part(layer: keras.layers.Layer, args: tuple, kwargs: dict):
-    """Call ``layer`` without its fused activation, using the same weights.
+def without_activation(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A shallow copy of ``layer`` that shares its weights but has a linear activation.
 
-    A shallow copy of the layer shares its variables; only the copy's ``activation`` is
-    replaced, so the user's layer is untouched.
+    Only the copy's ``activation`` is replaced, so the user's layer is untouched. Call this
+    eagerly (copying a layer inside a ``tf.function`` trace fails), then use
+    :func:`call_linear` inside the trace.
     """
     clone = copy.copy(layer)
     object.__setattr__(clone, "activation", keras.activations.linear)
+    return clone
+
+
+def call_linear(clone: keras.layers.Layer, args: tuple, kwargs: dict):
+    """Call a copy made by :func:`without_activation` on a leaf call's arguments."""
     kwargs = {key: value for key, value in kwargs.items() if key != "training"}
     return clone.call(*args, **kwargs)
 
@@ -348,7 +354,8 @@ class ModelGraph:
         if shape[-1] == 1 and spec.decision == "argmax":
             spec = dataclasses.replace(spec, decision="positive")
         self._logits_shape = shape
-        self._logits_tensor = tensor
+        if spec.source == "linear":
+            self._linear_logits = without_activation(record["layer"])
         return spec
 
     def _producer_of(self, args) -> str:
@@ -361,8 +368,8 @@ class ModelGraph:
     def _mark_upstream(self) -> None:
         index = self._find(self.logits.layer)
         ancestors = set(self._leaves[index]["ancestors"])
-        if self.logits.source == "input":
-            ancestors.discard(index)
+        if self.logits.source in ("input", "linear"):
+            ancestors.discard(index)  # the layer's own output is not what is explained
         infos = []
         for i, record in enumerate(self._leaves):
             shape = tuple(record["outputs"][0].shape[1:]) if record["outputs"] else ()
@@ -453,7 +460,7 @@ class ModelGraph:
                 if spec.source == "input":
                     found["__logits__"] = _flat_tensors(args)[0]
                 elif spec.source == "linear":
-                    found["__logits__"] = linear_part(layer, args, kwargs)
+                    found["__logits__"] = call_linear(self._linear_logits, args, kwargs)
                 else:
                     found["__logits__"] = _flat_tensors(outputs)[0]
             if name in wanted:

@@ -1,0 +1,164 @@
+"""The compiled engine against the independent slow reference in tests/reference.py."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import seggradcam as sgc
+from seggradcam.models import build_unet
+
+from .helpers import SMALL, copy_weights
+from .reference import check_explanation, predicted_map, relative_error
+
+SOME_LAYERS = ["enc1_conv2", "bottleneck_conv2", "dec2_up", "dec1_conv2", "logits"]
+
+
+def majority_class(model, images):
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)(images).numpy()
+    return int(np.bincount(logits.argmax(-1).ravel()).argmax())
+
+
+def test_flat_unet_with_separate_softmax_matches_reference(unet_softmax, images):
+    cls = majority_class(unet_softmax, images[:1])
+    explainer = sgc.SegGradCAM(unet_softmax, layers=SOME_LAYERS)
+    expl = explainer.explain(images[:1], [cls, sgc.ClassTarget(cls, region="all")])
+    assert "softmax" in expl.explained
+    worst = check_explanation(expl, unet_softmax, "logits", images[:1])
+    print(f"flat softmax U-Net: worst relative error {worst:.2e}")
+
+
+def test_fused_softmax_explains_linear_part_like_separate_softmax(unet_softmax, images):
+    keras.utils.set_random_seed(2)
+    fused = build_unet(**SMALL, head="fused-softmax", name="fused")
+    copy_weights(unet_softmax, fused)
+    cls = majority_class(unet_softmax, images[:1])
+    with pytest.raises(ValueError, match="not on the path"):
+        sgc.SegGradCAM(fused, layers="logits")  # its output is the softmax, not the scores
+    expl = sgc.SegGradCAM(fused, layers=SOME_LAYERS[:-1]).explain(images[:1], [cls, sgc.PixelTarget(3, 30)])
+    assert "without its fused softmax" in expl.explained
+    # the reference runs on the model with a linear logits layer and the same weights
+    check_explanation(expl, unet_softmax, "logits", images[:1])
+    assert fused.get_layer("logits").activation.__name__ == "softmax"  # user's model untouched
+
+
+def test_sigmoid_head_explains_foreground_logit(images):
+    keras.utils.set_random_seed(3)
+    model = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="sigmoid")
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)(images[:1]).numpy()[0]
+    assert 0 < (logits > 0).sum() < logits.size, "the test needs a mixed prediction"
+    explainer = sgc.SegGradCAM(model, layers=SOME_LAYERS)
+    assert "sigmoid" in explainer.explained
+    expl = explainer.explain(images[:1], [0, sgc.RegionTarget(box=(0, 0, 16, 16))])
+    check_explanation(expl, model, "logits", images[:1])
+    assert set(np.unique(expl.prediction)) <= {0, 1}
+
+
+def test_fused_sigmoid_one_channel_head(images):
+    keras.utils.set_random_seed(3)
+    separate = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="sigmoid")
+    fused = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="fused-sigmoid")
+    copy_weights(separate, fused)
+    expl = sgc.SegGradCAM(fused, layers=["bottleneck_conv2", "dec1_conv2"]).explain(images[:1], sgc.ClassTarget(0, region="all"))
+    check_explanation(expl, separate, "logits", images[:1])
+
+
+def test_nested_encoder_gives_same_maps_as_flat_model(unet_softmax, images):
+    keras.utils.set_random_seed(4)
+    nested = build_unet(**SMALL, nested_encoder=True, name="nested")
+    copy_weights(unet_softmax, nested)
+    weights_before = [w.numpy().copy() for w in nested.weights]
+    layer_count = len(nested.layers)
+    cls = majority_class(unet_softmax, images[:2])
+    targets = [sgc.ClassTarget(cls, region="all"), sgc.PixelTarget(10, 12)]
+    expl_nested = sgc.SegGradCAM(nested, layers=SOME_LAYERS).explain(images[:2], targets)
+    expl_flat = sgc.SegGradCAM(unet_softmax, layers=SOME_LAYERS).explain(images[:2], targets)
+    for layer in SOME_LAYERS:
+        assert relative_error(expl_nested.raw[layer], expl_flat.raw[layer]) < 1e-5
+        assert relative_error(expl_nested.weights[layer], expl_flat.weights[layer]) < 1e-5
+    np.testing.assert_allclose(expl_nested.heatmaps, expl_flat.heatmaps, atol=1e-5)
+    check_explanation(expl_nested, unet_softmax, "logits", images[:2])
+    # the user's nested model is untouched: same layers, same weights, still callable
+    assert len(nested.layers) == layer_count
+    for before, after in zip(weights_before, nested.weights):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert nested(images[:1]).shape == (1, 32, 32, 3)
+
+
+def test_batch_of_three_four_target_kinds_all_layers(unet_softmax, images):
+    labels = keras.Model(unet_softmax.inputs, unet_softmax.get_layer("logits").output)(images).numpy().argmax(-1)
+    common = [c for c in range(3) if all((labels[n] == c).any() for n in range(3))]
+    cls = common[0]
+    targets = [
+        sgc.ClassTarget(cls),
+        sgc.PixelTarget(5, 7),
+        sgc.RegionTarget(box=(4, 4, 20, 24), reduction="mean"),
+        sgc.ComponentTarget(cls, which="largest"),
+    ]
+    explainer = sgc.SegGradCAM(unet_softmax, layers="all")
+    expl = explainer.explain(images, targets)
+    assert expl.heatmaps.shape == (3, 4, len(explainer.layers), 32, 32)
+    worst = check_explanation(expl, unet_softmax, "logits", images)
+    print(f"batch 3 x 4 targets x {len(expl.layers)} layers: worst relative error {worst:.2e}")
+
+
+def test_closed_form_linear_logits():
+    """logits = A @ W + b, with A the input itself: alpha_k = (|M| / (h w)) W[k, c]."""
+    inputs = keras.Input((6, 5, 3))
+    feat = keras.layers.Activation("linear", name="feat")(inputs)
+    logits = keras.layers.Conv2D(2, 1, name="logits")(feat)
+    model = keras.Model(inputs, logits)
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=(1, 1, 3, 2)).astype(np.float32)
+    bias = rng.normal(size=(2,)).astype(np.float32)
+    model.get_layer("logits").set_weights([kernel, bias])
+    image = rng.normal(size=(6, 5, 3)).astype(np.float32)
+    mask = np.zeros((6, 5), bool)
+    mask[1:4, 2:5] = True
+    expl = sgc.SegGradCAM(model, layers="feat").explain(image, sgc.RegionTarget(mask=mask, class_index=1))
+    alpha = mask.sum() / mask.size * kernel[0, 0, :, 1]
+    np.testing.assert_allclose(expl.weights["feat"][0, 0], alpha, rtol=1e-6)
+    np.testing.assert_allclose(expl.raw["feat"][0, 0], image @ alpha, rtol=1e-5, atol=1e-6)
+    expected_score = (image[mask] @ kernel[0, 0, :, 1]).sum() + mask.sum() * bias[1]
+    np.testing.assert_allclose(expl.scores[0, 0], expected_score, rtol=1e-5)
+
+
+def test_mean_reduction_divides_by_mask_weight(unet_softmax, images):
+    explainer = sgc.SegGradCAM(unet_softmax, layers="bottleneck_conv2")
+    box = (2, 3, 12, 15)
+    summed = explainer.explain(images[:1], sgc.RegionTarget(box=box, class_index=1))
+    mean = explainer.explain(images[:1], sgc.RegionTarget(box=box, class_index=1, reduction="mean"))
+    area = 10 * 12
+    np.testing.assert_allclose(mean.scores * area, summed.scores, rtol=1e-5)
+    np.testing.assert_allclose(mean.weights["bottleneck_conv2"] * area, summed.weights["bottleneck_conv2"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(mean.heatmaps, summed.heatmaps, atol=1e-5)
+
+
+def test_repeated_calls_do_not_retrace(unet_softmax, images):
+    explainer = sgc.SegGradCAM(unet_softmax, layers=["bottleneck_conv2", "dec1_conv2"])
+    targets = [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(1, 1)]
+    for _ in range(3):
+        explainer.explain(images[:2], targets)
+    explainer.explain(images[1:3], [sgc.ClassTarget(2, region="all"), sgc.RegionTarget(box=(0, 0, 5, 5))])
+    assert explainer.engine.trace_count == 1
+    explainer.explain(images, targets)  # a new batch size is a new shape: one more trace
+    assert explainer.engine.trace_count == 2
+
+
+def test_one_forward_pass_per_batch(unet_softmax, images):
+    calls = []
+    layer = unet_softmax.get_layer("enc1_conv1")
+    original = layer.call
+
+    def counting_call(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    explainer = sgc.SegGradCAM(unet_softmax, layers="all")
+    layer.call = counting_call
+    try:
+        tf.config.run_functions_eagerly(False)
+        explainer.explain(images, [0, 1, 2])
+    finally:
+        del layer.call
+    assert len(calls) == 1  # the first layer is called once in the single trace
