@@ -82,3 +82,40 @@ def build_unet(
     elif head == "sigmoid":
         x = layers.Activation("sigmoid", name="sigmoid")(x)
     return keras.Model(inputs, x, name=name)
+
+
+PRETRAINED = ("shapes_unet", "digits_unet", "biased_unet")
+
+
+def load_model(path, safe_mode: bool = True) -> keras.Model:
+    """Load a .keras model without compiling it, with Keras safe mode on by default.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable .keras model, or safe mode refused it.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+    except Exception as error:  # keras raises many types for corrupt or unsafe files
+        raise ValueError(f"could not load model {path}: {type(error).__name__}: {error}") from None
+
+
+def load_pretrained(name: str) -> keras.Model:
+    """Load a model that ships in data/models (safe mode on, not compiled).
+
+    Args:
+        name: one of ``"shapes_unet"``, ``"digits_unet"``, ``"biased_unet"``.
+
+    Example:
+        >>> model = load_pretrained("shapes_unet")     # doctest: +SKIP
+    """
+    from .data import data_dir
+
+    if name not in PRETRAINED:
+        raise KeyError(f"unknown pretrained model {name!r}; available: {list(PRETRAINED)}")
+    return load_model(data_dir() / "models" / f"{name}.keras")

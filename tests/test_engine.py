@@ -15,7 +15,7 @@ SOME_LAYERS = ["enc1_conv2", "bottleneck_conv2", "dec2_up", "dec1_conv2", "logit
 
 
 def majority_class(model, images):
-    logits = keras.Model(model.inputs, model.get_layer("logits").output)(images).numpy()
+    logits = keras.Model(model.inputs[0], model.get_layer("logits").output)(images).numpy()
     return int(np.bincount(logits.argmax(-1).ravel()).argmax())
 
 
@@ -45,7 +45,7 @@ def test_fused_softmax_explains_linear_part_like_separate_softmax(unet_softmax, 
 def test_sigmoid_head_explains_foreground_logit(images):
     keras.utils.set_random_seed(3)
     model = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="sigmoid")
-    logits = keras.Model(model.inputs, model.get_layer("logits").output)(images[:1]).numpy()[0]
+    logits = keras.Model(model.inputs[0], model.get_layer("logits").output)(images[:1]).numpy()[0]
     assert 0 < (logits > 0).sum() < logits.size, "the test needs a mixed prediction"
     explainer = sgc.SegGradCAM(model, layers=SOME_LAYERS)
     assert "sigmoid" in explainer.explained
@@ -86,7 +86,7 @@ def test_nested_encoder_gives_same_maps_as_flat_model(unet_softmax, images):
 
 
 def test_batch_of_three_four_target_kinds_all_layers(unet_softmax, images):
-    labels = keras.Model(unet_softmax.inputs, unet_softmax.get_layer("logits").output)(images).numpy().argmax(-1)
+    labels = keras.Model(unet_softmax.inputs[0], unet_softmax.get_layer("logits").output)(images).numpy().argmax(-1)
     common = [c for c in range(3) if all((labels[n] == c).any() for n in range(3))]
     cls = common[0]
     targets = [

@@ -1,0 +1,183 @@
+"""The ``seggradcam`` command: ``demo``, ``explain`` and ``layers``.
+
+Exit codes: 0 on success, 2 on bad arguments or unreadable files (a one-line message on
+stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """A bad argument or file: reported in one line, exit code 2."""
+
+
+def _parse_ints(text: str, count: int, what: str) -> tuple:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"{what} must be {count} comma-separated integers, got {text!r}") from None
+    if len(values) != count:
+        raise UsageError(f"{what} must be {count} comma-separated integers, got {text!r}")
+    return values
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a PNG/JPEG as float32 RGB in [0, 1] (grayscale stays one channel)."""
+    import cv2
+
+    if not path.is_file():
+        raise UsageError(f"image file not found: {path}")
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise UsageError(f"could not read image {path} (not a PNG/JPEG/TIFF image, or corrupt)")
+    if data.ndim == 3:
+        data = cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB)
+    scale = 65535.0 if data.dtype == np.uint16 else 255.0
+    return data.astype(np.float32) / scale
+
+
+def _targets_from_args(args):
+    import seggradcam as sgc
+
+    if args.pixel:
+        row, col = _parse_ints(args.pixel, 2, "--pixel")
+        return [sgc.PixelTarget(row, col)]
+    if args.box:
+        return [sgc.RegionTarget(box=_parse_ints(args.box, 4, "--box"))]
+    if args.mask:
+        mask_path = Path(args.mask)
+        if not mask_path.is_file():
+            raise UsageError(f"mask file not found: {mask_path}")
+        mask = read_image(mask_path)
+        mask = mask.max(axis=-1) if mask.ndim == 3 else mask
+        return [sgc.RegionTarget(mask=mask > 0)]
+    if args.component:
+        cls, _, which = args.component.partition(":")
+        which = which or "largest"
+        return [sgc.ComponentTarget(int(cls), which=int(which) if which.isdigit() else which)]
+    if args.class_index is not None:
+        return [sgc.ClassTarget(args.class_index)]
+    return None
+
+
+def cmd_explain(args) -> int:
+    import seggradcam as sgc
+    from seggradcam.models import load_model
+    from seggradcam.viz import plot_grid
+
+    model = load_model(args.model)
+    image = read_image(Path(args.image))
+    layers = args.layers[0] if len(args.layers) == 1 else args.layers
+    explainer = sgc.SegGradCAM(model, layers=layers)
+    targets = _targets_from_args(args)
+    if targets is None:  # every foreground class predicted in the image
+        probe = explainer.explain(image, sgc.PixelTarget(0, 0))
+        targets = [int(c) for c in np.unique(probe.prediction[0]) if c != 0] or [0]
+    expl = explainer.explain(image, targets)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    plot_grid(expl, path=out / f"{stem}_grid.png")
+    arrays = {"heatmaps": expl.heatmaps, "scores": expl.scores, "masks": expl.masks}
+    for name in expl.layers:
+        arrays[f"raw/{name}"] = expl.raw[name]
+        arrays[f"weights/{name}"] = expl.weights[name]
+    np.savez_compressed(out / f"{stem}_explanation.npz", **arrays)
+    print(f"explained {expl.explained}")
+    print(f"wrote {out / (stem + '_grid.png')} and {out / (stem + '_explanation.npz')}")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from seggradcam.models import load_model
+    from seggradcam.probe import ModelGraph
+
+    graph = ModelGraph(load_model(args.model))
+    auto = graph.auto_layer().name
+    decoder = {info.name for info in graph.decoder_layers()}
+    print(f"{'layer':<28} {'type':<18} {'output shape':<16} note")
+    for info in graph.candidates:
+        note = "auto (bottleneck)" if info.name == auto else ("decoder" if info.name in decoder else "")
+        print(f"{info.name:<28} {type(info.layer).__name__:<18} {str(info.shape):<16} {note}")
+    print(f"explained scores: {graph.logits.description}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import seggradcam as sgc
+    from seggradcam.data import SHAPE_CLASSES, load_samples
+    from seggradcam.diagnostics import negative_weight_share
+    from seggradcam.metrics import energy_inside
+    from seggradcam.models import load_pretrained
+    from seggradcam.probe import ModelGraph
+    from seggradcam.viz import plot_grid
+
+    start = time.perf_counter()
+    model = load_pretrained("shapes_unet")
+    image = load_samples("shapes")["images"][args.sample]
+    graph = ModelGraph(model)
+    layers = [graph.auto_layer().name] + [info.name for info in graph.decoder_layers()]
+    explainer = sgc.SegGradCAM(model, layers=layers)
+    prediction = explainer.explain(image, sgc.PixelTarget(0, 0)).prediction[0]
+    classes = [int(c) for c in np.unique(prediction) if c != 0]
+    expl = explainer.explain(image, classes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    grid_path = out / "demo_grid.png"
+    plot_grid(expl, class_names=SHAPE_CLASSES, path=grid_path)
+    inside = energy_inside(expl.heatmaps, expl.masks)
+    negative = negative_weight_share(expl.weights, expl.layers)
+    print(f"model: shapes_unet; explained: {expl.explained}")
+    print(f"{'class':<10} {'layer':<18} {'score':>10} {'in mask':>8} {'neg. alpha':>10}")
+    for t, cls in enumerate(classes):
+        for l, layer in enumerate(expl.layers):
+            share = "empty" if np.isnan(inside[0, t, l]) else f"{inside[0, t, l]:.2f}"
+            print(f"{SHAPE_CLASSES[cls]:<10} {layer:<18} {expl.scores[0, t]:>10.1f} {share:>8} {negative[0, t, l]:>10.2f}")
+    print(f"wrote {grid_path} ({time.perf_counter() - start:.1f} s after import)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seggradcam", description="Explain Keras segmentation models with Seg-Grad-CAM.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="explain the shipped shapes U-Net on a shipped sample")
+    demo.add_argument("--out", default="seggradcam_demo", help="folder for the PNG grid (default: seggradcam_demo)")
+    demo.add_argument("--sample", type=int, default=0, help="which shipped sample image (default 0)")
+    demo.set_defaults(run=cmd_demo)
+    explain = commands.add_parser("explain", help="explain a model on an image")
+    explain.add_argument("model", help="a .keras model file (loaded with safe mode on)")
+    explain.add_argument("image", help="a PNG/JPEG image; pixel values are scaled to [0, 1]")
+    group = explain.add_mutually_exclusive_group()
+    group.add_argument("--class", dest="class_index", type=int, help="explain every pixel predicted as class C")
+    group.add_argument("--pixel", help="R,C: explain one output pixel")
+    group.add_argument("--box", help="R0,C0,R1,C1: explain a box (ends exclusive)")
+    group.add_argument("--mask", help="a PNG whose non-zero pixels are the region")
+    group.add_argument("--component", help="C[:largest|smallest|N]: one connected object of class C")
+    explain.add_argument("--layers", nargs="+", default=["auto"], help="auto, all, or layer names")
+    explain.add_argument("--out", default="seggradcam_out", help="output folder")
+    explain.set_defaults(run=cmd_explain)
+    layers = commands.add_parser("layers", help="list the explainable layers of a model")
+    layers.add_argument("model", help="a .keras model file")
+    layers.set_defaults(run=cmd_layers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (UsageError, ValueError, TypeError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"seggradcam {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
