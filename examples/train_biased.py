@@ -10,11 +10,12 @@ import argparse
 import functools
 import json
 
-from seggradcam.data import biased_shapes, mean_iou
+from seggradcam.data import HELD_OUT_SEEDS, HELD_OUT_SIZES, biased_shapes, mean_iou
 from seggradcam.models import build_unet
 from training import MODELS_DIR, predict_labels, train_and_save
 
-HELD_OUT_SEED = 30_001  # the tests regenerate this held-out set
+HELD_OUT_SEED = HELD_OUT_SEEDS["biased_unet"]  # the tests regenerate this held-out set
+HELD_OUT_SIZE = HELD_OUT_SIZES["biased_unet"]
 
 
 def main():
@@ -25,7 +26,7 @@ def main():
     args = parser.parse_args()
     build = functools.partial(build_unet, (128, 128, 3), 4, (16, 32, 64), name="biased_unet")
     images, labels, _ = biased_shapes(args.train, seed=args.seed)
-    held_images, held_labels, _ = biased_shapes(200, seed=HELD_OUT_SEED)
+    held_images, held_labels, _ = biased_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED)
     model = build()
     record = train_and_save(
         model, "biased_unet", (images, labels), (held_images, held_labels),
@@ -33,7 +34,7 @@ def main():
         command=f"python examples/train_biased.py --epochs {args.epochs} --train {args.train} --seed {args.seed}",
         builder=build,
     )
-    swapped_images, swapped_labels, _ = biased_shapes(200, seed=HELD_OUT_SEED, biased=False)
+    swapped_images, swapped_labels, _ = biased_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED, biased=False)
     _, biased_iou = mean_iou(held_labels, predict_labels(model, held_images), 4)
     _, swapped_iou = mean_iou(swapped_labels, predict_labels(model, swapped_images), 4)
     record["disk_iou_biased_tile"] = round(float(biased_iou[1]), 4)

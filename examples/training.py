@@ -28,7 +28,7 @@ def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int = 32)
     return model.predict(images, batch_size=batch_size, verbose=0).argmax(axis=-1)
 
 
-def train_and_save(model, name, train, held_out, epochs, seed, command, learning_rate=2e-3, batch_size=16, builder=None):
+def train_and_save(model, name, train, held_out, epochs, seed, command, learning_rate=1e-3, batch_size=16, builder=None):
     """Train ``model`` on ``train`` = (images, labels), evaluate on ``held_out``, save uncompiled.
 
     Returns a dict with the record written next to the model (``<name>.json``).

@@ -5,7 +5,7 @@ Example:
     >>> expl = sgc.SegGradCAM(model, layers="all").explain(images, [1, 2])   # doctest: +SKIP
 """
 
-from .diagnostics import EmptyMapWarning, ProbabilityWarning, SegGradCAMWarning
+from .diagnostics import Diagnosis, EmptyMapWarning, ProbabilityWarning, SegGradCAMWarning
 from .explainer import SegGradCAM, seg_grad_cam
 from .explanation import Explanation
 from .targets import ClassTarget, ComponentTarget, PixelTarget, RegionTarget, Target
@@ -13,6 +13,7 @@ from .targets import ClassTarget, ComponentTarget, PixelTarget, RegionTarget, Ta
 __all__ = [
     "ClassTarget",
     "ComponentTarget",
+    "Diagnosis",
     "EmptyMapWarning",
     "Explanation",
     "PixelTarget",

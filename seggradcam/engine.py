@@ -42,10 +42,15 @@ class Engine:
         self._weigh = get_method(method)
         self.trace_count = 0
 
-        def explain_pass(images, codes):  # a fresh function per engine: traces stay separate
-            return self._pass(images, codes)
+        # fresh functions per engine: traces stay separate between explainers
+        def explain_pass(images, codes, with_loss):
+            return self._pass(images, codes, with_loss)
+
+        def guided_pass(images, codes, with_loss):
+            return self._guided(images, codes, with_loss)
 
         self._compiled = tf.function(explain_pass, autograph=False)
+        self._compiled_guided = tf.function(guided_pass, autograph=False)
 
     def run(self, images, codes: dict) -> dict:
         """Explain a batch. ``codes`` are the arrays from ``targets.encode_targets``.
@@ -56,17 +61,42 @@ class Engine:
             (N, T, L, H, W), and per layer ``weights/<name>`` (N, T, k), ``raw/<name>``
             (N, T, h, w).
         """
-        tensors = {key: tf.convert_to_tensor(value) for key, value in codes.items()}
-        return self._compiled(tf.convert_to_tensor(images, tf.float32), tensors)
+        return self._compiled(*self._arguments(images, codes))
 
-    def _pass(self, images, codes):
+    def guided_gradients(self, images, codes: dict) -> tf.Tensor:
+        """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
+        return self._compiled_guided(*self._arguments(images, codes))
+
+    @staticmethod
+    def _arguments(images, codes):
+        tensors = {key: tf.convert_to_tensor(value) for key, value in codes.items()}
+        with_loss = bool((codes["loss"] > 0).any())
+        return tf.convert_to_tensor(images, tf.float32), tensors, with_loss
+
+    def _scores(self, logits, codes, with_loss):
+        """Masks and scores S (N, T) of every target, from one prediction."""
+        built = build_masks(logits, codes, self.graph.logits.decision)
+        pixel_scores = tf.gather(logits, built["class_index"], axis=3, batch_dims=1)  # (N, H', W', T)
+        if with_loss:
+            pixel_scores = tf.where(codes["loss"] > 0, self._pixel_losses(logits, codes["truth"]), pixel_scores)
+        scores = tf.einsum("nhwt,nthw->nt", pixel_scores, built["masks"])
+        return built, scores
+
+    def _pixel_losses(self, logits, truth):
+        """Per-pixel cross-entropy of the logits against each target's ground truth: (N, H', W', T)."""
+        truth = tf.transpose(truth, [1, 2, 0])[tf.newaxis]  # (1, H', W', T)
+        if self.graph.output_channels == 1:
+            z = logits[..., :1]
+            return tf.nn.softplus(z) - tf.cast(truth, z.dtype) * z
+        truth = tf.broadcast_to(truth, tf.concat([tf.shape(logits)[:3], tf.shape(truth)[3:]], axis=0))
+        true_logit = tf.gather(logits, truth, axis=3, batch_dims=3)
+        return tf.reduce_logsumexp(logits, axis=-1, keepdims=True) - true_logit
+
+    def _pass(self, images, codes, with_loss):
         self.trace_count += 1
         with tf.GradientTape(persistent=True) as tape:
             acts, logits = self.graph.forward(images, self.layers, on_capture=tape.watch)
-            built = build_masks(logits, codes, self.graph.logits.decision)
-            masks = built["masks"]
-            chosen = tf.gather(logits, built["class_index"], axis=3, batch_dims=1)  # (N, H', W', T)
-            scores = tf.einsum("nhwt,nthw->nt", chosen, masks)
+            built, scores = self._scores(logits, codes, with_loss)
             per_target = tf.reduce_sum(scores, axis=0)
         sources = [acts[name] for name in self.layers]
         grads = tape.jacobian(
@@ -76,7 +106,7 @@ class Engine:
         size = tf.shape(images)[1:3]
         out = {
             "scores": scores,
-            "masks": masks,
+            "masks": built["masks"],
             "class_index": built["class_index"],
             "components": built["components"],
             "prediction": self._prediction(logits),
@@ -89,6 +119,15 @@ class Engine:
             heatmaps.append(postprocess.heatmap(raw, size))
         out["heatmaps"] = tf.stack(heatmaps, axis=2)
         return out
+
+    def _guided(self, images, codes, with_loss):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(images)
+            _, logits = self.graph.forward(images, [], guided=True)
+            _, scores = self._scores(logits, codes, with_loss)
+            per_target = tf.reduce_sum(scores, axis=0)
+        grads = tape.jacobian(per_target, images, experimental_use_pfor=True)  # (T, N, H, W, C)
+        return tf.transpose(grads, [1, 0, 2, 3, 4])
 
     def _prediction(self, logits):
         """Label map: argmax over classes; for a one-channel head, 1 where foreground."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
+from .diagnostics import EmptyMapWarning, empty_map_summary, empty_maps
 from .engine import Engine
 from .explanation import Explanation
 from .inputs import as_image_batch
@@ -54,12 +57,14 @@ class SegGradCAM:
         """Number of channels of the explained score map."""
         return self.graph.output_channels
 
-    def explain(self, images, targets) -> Explanation:
+    def explain(self, images, targets, guided: bool = False) -> Explanation:
         """Explain ``targets`` on ``images`` at every chosen layer in one compiled pass.
 
         Args:
             images: (N, H, W, C) or (H, W, C) array-like.
             targets: a Target, an int (shorthand for ``ClassTarget(c)``), or a list of them.
+            guided: also compute guided-backpropagation gradients (a second compiled pass),
+                for ``expl.guided_gradients`` and ``expl.guided_seg_grad_cam``.
 
         Returns:
             An :class:`Explanation`.
@@ -74,9 +79,14 @@ class SegGradCAM:
         codes = encode_targets(target_list, out_size, self.num_classes)
         result = {key: value.numpy() for key, value in self.engine.run(batch, codes).items()}
         _check_masks(result, codes, target_list)
+        raw = {name: result[f"raw/{name}"] for name in self.layers}
+        summary = empty_map_summary(empty_maps(raw, self.layers), self.layers, target_list)
+        if summary:
+            warnings.warn(summary, EmptyMapWarning, stacklevel=2)
+        guided_gradients = self.engine.guided_gradients(batch, codes).numpy() if guided else None
         return Explanation(
             heatmaps=result["heatmaps"].astype(np.float32),
-            raw={name: result[f"raw/{name}"] for name in self.layers},
+            raw=raw,
             weights={name: result[f"weights/{name}"] for name in self.layers},
             scores=result["scores"],
             masks=result["masks"],
@@ -87,6 +97,7 @@ class SegGradCAM:
             explained=self.explained,
             method=self.engine.method,
             images=batch,
+            guided_gradients=guided_gradients,
         )
 
 

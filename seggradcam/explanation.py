@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
+
+from . import postprocess
+from .diagnostics import Diagnosis, diagnose
 
 
 @dataclasses.dataclass
@@ -25,6 +29,12 @@ class Explanation:
         explained: which tensor was explained, in words.
         method: the method that produced the maps.
         images: the (N, H, W, C) float32 images that were explained.
+        guided_gradients: (N, T, H, W, C) guided-backpropagation gradients of each target's
+            score, when ``explain(..., guided=True)``; else None.
+
+    Views of the same raw maps (all (N, T, L, H, W), computed on first use):
+        ``signed`` in [-1, 1], ``counterfactual`` in [0, 1] (ReLU of the negated map), and
+        ``guided_seg_grad_cam`` (N, T, L, H, W, C) = guided gradients x heatmaps.
 
     Example:
         >>> expl = explainer.explain(images, [1, 2])     # doctest: +SKIP
@@ -44,6 +54,44 @@ class Explanation:
     explained: str
     method: str
     images: np.ndarray
+    guided_gradients: np.ndarray | None = None
+
+    def view(self, mode: str = "positive") -> np.ndarray:
+        """The maps of one view: ``"positive"`` (= heatmaps), ``"signed"`` or ``"counterfactual"``.
+
+        Returns:
+            float32 (N, T, L, H, W); each map upsampled bilinearly to the input size, then
+            scaled (see ``seggradcam.postprocess``).
+        """
+        if mode == "positive":
+            return self.heatmaps
+        size = self.images.shape[1:3]
+        return np.stack([postprocess.render(self.raw[name], size, mode).numpy() for name in self.layers], axis=2)
+
+    @functools.cached_property
+    def signed(self) -> np.ndarray:
+        """Signed maps (N, T, L, H, W) scaled to [-1, 1] by their maximum absolute value."""
+        return self.view("signed")
+
+    @functools.cached_property
+    def counterfactual(self) -> np.ndarray:
+        """Counterfactual maps (N, T, L, H, W) in [0, 1]: ReLU of minus the signed map."""
+        return self.view("counterfactual")
+
+    @property
+    def guided_seg_grad_cam(self) -> np.ndarray:
+        """Guided Seg-Grad-CAM (N, T, L, H, W, C): guided gradients times the heatmaps."""
+        if self.guided_gradients is None:
+            raise ValueError("no guided gradients: call explain(images, targets, guided=True)")
+        return self.guided_gradients[:, :, np.newaxis] * self.heatmaps[..., np.newaxis]
+
+    def diagnose(self) -> Diagnosis:
+        """Negative-gradient analysis per image, target and layer; ``print()`` it to read it.
+
+        Example:
+            >>> print(expl.diagnose())     # doctest: +SKIP
+        """
+        return diagnose(self.raw, self.weights, self.layers, self.targets)
 
     def heatmap(self, image: int = 0, target: int = 0, layer=0) -> np.ndarray:
         """One (H, W) heatmap; ``layer`` is an index into ``layers`` or a layer name.

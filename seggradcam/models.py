@@ -8,19 +8,25 @@ from keras import layers
 HEADS = ("softmax", "fused-softmax", "sigmoid", "fused-sigmoid", "linear")
 
 
-def _conv_block(x, filters: int, prefix: str):
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv1")(x)
-    return layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv2")(x)
+def _conv_block(x, filters: int, prefix: str, batch_norm: bool):
+    for index in (1, 2):
+        if batch_norm:
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{prefix}_conv{index}")(x)
+            x = layers.BatchNormalization(name=f"{prefix}_bn{index}")(x)
+            x = layers.Activation("relu", name=f"{prefix}_relu{index}")(x)
+        else:
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv{index}")(x)
+    return x
 
 
-def _encoder(inputs, filters):
+def _encoder(inputs, filters, batch_norm):
     skips = []
     x = inputs
     for level, width in enumerate(filters[:-1], start=1):
-        x = _conv_block(x, width, f"enc{level}")
+        x = _conv_block(x, width, f"enc{level}", batch_norm)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
-    x = _conv_block(x, filters[-1], "bottleneck")
+    x = _conv_block(x, filters[-1], "bottleneck", batch_norm)
     return skips, x
 
 
@@ -30,6 +36,7 @@ def build_unet(
     filters: tuple = (16, 32, 64),
     head: str = "softmax",
     nested_encoder: bool = False,
+    batch_norm: bool = False,
     name: str = "unet",
 ) -> keras.Model:
     """A small U-Net with named layers.
@@ -47,6 +54,8 @@ def build_unet(
             logits convolution), ``"sigmoid"``, ``"fused-sigmoid"`` or ``"linear"`` (no head).
         nested_encoder: build the encoder and bottleneck as a nested ``keras.Model``
             named ``"encoder"``.
+        batch_norm: each convolution is followed by BatchNormalization and a separate ReLU
+            ``Activation`` (``<prefix>_bn1``, ``<prefix>_relu1``) instead of a fused ReLU.
         name: the model's name.
 
     Returns:
@@ -64,17 +73,17 @@ def build_unet(
     inputs = keras.Input(input_shape, name="image")
     if nested_encoder:
         encoder_input = keras.Input(input_shape, name="encoder_image")
-        skips, bottom = _encoder(encoder_input, filters)
+        skips, bottom = _encoder(encoder_input, filters, batch_norm)
         encoder = keras.Model(encoder_input, skips + [bottom], name="encoder")
         outputs = encoder(inputs)
         skips, x = list(outputs[:-1]), outputs[-1]
     else:
-        skips, x = _encoder(inputs, filters)
+        skips, x = _encoder(inputs, filters, batch_norm)
     for level in range(len(filters) - 1, 0, -1):
         width = filters[level - 1]
         x = layers.Conv2DTranspose(width, 2, strides=2, padding="same", name=f"dec{level}_up")(x)
         x = layers.Concatenate(name=f"dec{level}_concat")([x, skips[level - 1]])
-        x = _conv_block(x, width, f"dec{level}")
+        x = _conv_block(x, width, f"dec{level}", batch_norm)
     fused = {"fused-softmax": "softmax", "fused-sigmoid": "sigmoid"}.get(head)
     x = layers.Conv2D(num_classes, 1, activation=fused, name="logits")(x)
     if head == "softmax":

@@ -127,6 +127,34 @@ def call_linear(clone: keras.layers.Layer, args: tuple, kwargs: dict):
     return clone.call(*args, **kwargs)
 
 
+PRE_SUFFIX = ":pre"
+
+
+def _fused_activation(layer) -> str | None:
+    """Name of a non-linear activation fused into a layer with weights (Conv2D(..., activation=...))."""
+    if not hasattr(layer, "kernel") and not hasattr(layer, "depthwise_kernel"):
+        return None
+    name = getattr(getattr(layer, "activation", None), "__name__", None)
+    return None if name in (None, "linear") else name
+
+
+def _is_plain_relu(layer) -> bool:
+    """A ReLU with no cap, slope or threshold: fused, an Activation layer, or a ReLU layer."""
+    if isinstance(layer, keras.layers.ReLU):
+        return layer.max_value is None and not layer.negative_slope and not layer.threshold
+    return getattr(getattr(layer, "activation", None), "__name__", None) == "relu"
+
+
+@tf.custom_gradient
+def guided_relu(x):
+    """ReLU whose gradient passes only where the input and the incoming gradient are positive."""
+
+    def gradient(upstream):
+        return upstream * tf.cast(x > 0, upstream.dtype) * tf.cast(upstream > 0, upstream.dtype)
+
+    return tf.nn.relu(x), gradient
+
+
 def _activation_name(layer) -> str | None:
     if isinstance(layer, keras.layers.Softmax):
         return "softmax"
@@ -157,11 +185,12 @@ class LayerInfo:
     spatial: bool
     kind: str
     upstream: bool
+    pre: bool = False
 
     @property
     def candidate(self) -> bool:
-        """Whether ``layers="all"`` includes this layer."""
-        return self.spatial and self.upstream and self.kind != "other"
+        """Whether ``layers="all"`` includes this layer (pre-activations only on request)."""
+        return self.spatial and self.upstream and self.kind != "other" and not self.pre
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +258,10 @@ class ModelGraph:
         self.names = self._assign_names()
         self.logits = self._resolve_logits(logits, final)
         self._mark_upstream()
+        # shallow copies without the fused activation, made eagerly (not inside a trace)
+        self._linear_clones = {
+            info.name: without_activation(info.layer) for info in self.infos if _fused_activation(info.layer)
+        }
         self.output_channels = self._logits_shape[-1]
 
     # -- probing ---------------------------------------------------------------------------
@@ -354,8 +387,6 @@ class ModelGraph:
         if shape[-1] == 1 and spec.decision == "argmax":
             spec = dataclasses.replace(spec, decision="positive")
         self._logits_shape = shape
-        if spec.source == "linear":
-            self._linear_logits = without_activation(record["layer"])
         return spec
 
     def _producer_of(self, args) -> str:
@@ -413,7 +444,10 @@ class ModelGraph:
         for item in items:
             if isinstance(item, str) and item in ("auto", "all"):
                 raise ValueError(f"{item!r} cannot be mixed with other layers in a list")
-            info = self.infos[self._find(item)]
+            if isinstance(item, str) and item.endswith(PRE_SUFFIX):
+                info = self._pre_activation(item[: -len(PRE_SUFFIX)])
+            else:
+                info = self.infos[self._find(item)]
             if not info.spatial:
                 raise ValueError(
                     f"layer {info.name!r} ({type(info.layer).__name__}) has output shape {info.shape}, "
@@ -429,6 +463,18 @@ class ModelGraph:
                 chosen.append(info)
         return chosen
 
+    def _pre_activation(self, name: str) -> LayerInfo:
+        """The LayerInfo of ``name:pre``: a layer's output before its fused activation."""
+        info = self.infos[self._find(name)]
+        if info.name not in self._linear_clones:
+            fused = [n for n in self._linear_clones if self.infos[self._find(n)].candidate][:8]
+            raise ValueError(
+                f"layer {info.name!r} ({type(info.layer).__name__}) has no fused activation, so "
+                f"'{name}{PRE_SUFFIX}' would equal '{info.name}'; layers with a fused activation: {fused}"
+            )
+        upstream = info.upstream or (info.name == self.logits.layer and self.logits.source == "linear")
+        return dataclasses.replace(info, name=f"{info.name}{PRE_SUFFIX}", pre=True, upstream=upstream)
+
     def decoder_layers(self) -> list[LayerInfo]:
         """Candidates after the auto (bottleneck) layer in model order."""
         names = [info.name for info in self.candidates]
@@ -436,14 +482,18 @@ class ModelGraph:
         return self.candidates[start:]
 
     # -- running --------------------------------------------------------------------------------
-    def forward(self, images, capture: list[str], on_capture=None):
+    def forward(self, images, capture: list[str], on_capture=None, guided: bool = False):
         """Run the model once, returning the captured layer outputs and the score map.
 
         Args:
             images: (N, H, W, C) tensor.
-            capture: layer names whose outputs to return.
+            capture: layer names whose outputs to return; ``"name:pre"`` captures the
+                pre-activation of a layer with a fused activation.
             on_capture: called with each captured tensor as it is produced (e.g.
                 ``tape.watch``), before anything downstream uses it.
+            guided: replace every ReLU (fused or separate) by the guided-backpropagation
+                ReLU: same forward values, gradient passed only where both the ReLU's input
+                and the incoming gradient are positive.
 
         Returns:
             ``(activations, logits)``: a dict name -> (N, h, w, k) tensor, and (N, H', W', C).
@@ -453,21 +503,34 @@ class ModelGraph:
         name_of = {record["path"]: name for record, name in zip(self._leaves, self.names)}
         spec = self.logits
 
+        def keep(name, tensor):
+            if on_capture is not None:
+                on_capture(tensor)
+            found[name] = tensor
+
         def on_leaf(path, layer, args, kwargs):
             name = name_of.get(path)
-            outputs = layer(*args, **kwargs)
+            relu = guided and _is_plain_relu(layer)
+            clone = self._linear_clones.get(name)
+            pre = None
+            if clone is not None and (relu or f"{name}{PRE_SUFFIX}" in wanted):
+                pre = call_linear(clone, args, kwargs)
+                if f"{name}{PRE_SUFFIX}" in wanted:
+                    keep(f"{name}{PRE_SUFFIX}", pre)
+                outputs = guided_relu(pre) if relu else layer.activation(pre)
+            elif relu:
+                outputs = guided_relu(_flat_tensors(args)[0])
+            else:
+                outputs = layer(*args, **kwargs)
             if name == spec.layer:
                 if spec.source == "input":
                     found["__logits__"] = _flat_tensors(args)[0]
                 elif spec.source == "linear":
-                    found["__logits__"] = call_linear(self._linear_logits, args, kwargs)
+                    found["__logits__"] = pre if pre is not None else call_linear(clone, args, kwargs)
                 else:
                     found["__logits__"] = _flat_tensors(outputs)[0]
             if name in wanted:
-                tensor = _flat_tensors(outputs)[0]
-                if on_capture is not None:
-                    on_capture(tensor)
-                found[name] = tensor
+                keep(name, _flat_tensors(outputs)[0])
             return outputs
 
         run_graph(self.model, [images], on_leaf)

@@ -79,6 +79,35 @@ def _check_mask_shape(mask: np.ndarray, out_shape: tuple, name: str) -> None:
         )
 
 
+def _check_truth(target) -> None:
+    """Validate and freeze a target's optional ground-truth label map (loss targets)."""
+    if target.ground_truth is None:
+        return
+    truth = np.asarray(target.ground_truth)
+    name = f"{type(target).__name__} ground_truth"
+    if truth.dtype == np.bool_:
+        truth = truth.astype(np.int32)
+    if not np.issubdtype(truth.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer label map (H_out, W_out), got dtype {truth.dtype}")
+    if truth.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (H_out, W_out), got shape {truth.shape}")
+    if (truth < 0).any():
+        raise ValueError(f"{name} has negative labels (min {truth.min()}); labels are class indices >= 0")
+    object.__setattr__(target, "ground_truth", truth.astype(np.int32))
+
+
+def _encode_truth(target, out_shape: tuple, num_classes: int) -> np.ndarray | None:
+    truth = target.ground_truth
+    if truth is None:
+        return None
+    name = f"{type(target).__name__} ground_truth"
+    _check_mask_shape(truth, out_shape, name)
+    top = max(num_classes, 2) - 1  # a one-channel head has labels 0 and 1
+    if truth.max() > top:
+        raise ValueError(f"{name} has label {truth.max()} but valid labels are 0..{top}")
+    return truth
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetCode:
     """A target reduced to numbers the compiled pass understands.
@@ -99,7 +128,7 @@ class TargetCode:
 
 
 class Target:
-    """Base class of all targets. Subclasses implement :meth:`encode` and :meth:`describe`."""
+    """Base class of all targets. Subclasses implement :meth:`encode` and ``_label``."""
 
     reduction: str = "sum"
 
@@ -107,8 +136,12 @@ class Target:
         """Reduce the target to a :class:`TargetCode` for an output map of ``out_shape``."""
         raise NotImplementedError
 
-    def describe(self) -> str:  # pragma: no cover
+    def describe(self) -> str:
         """A short human-readable label, used in titles and tables."""
+        label = self._label()
+        return f"{label}, loss" if getattr(self, "ground_truth", None) is not None else label
+
+    def _label(self) -> str:  # pragma: no cover
         raise NotImplementedError
 
     def _check_class(self, class_index: int | None, num_classes: int) -> None:
@@ -128,6 +161,10 @@ class ClassTarget(Target):
         region: ``"predicted"`` (pixels whose predicted class is c, the paper's choice),
             ``"all"`` (every output pixel), or a (H_out, W_out) bool/float mask.
         reduction: ``"sum"`` (the paper) or ``"mean"`` (divide by the mask's weight).
+        ground_truth: optional (H_out, W_out) int labels. When given, the target explains
+            the cross-entropy loss against them summed over its mask, instead of the logit
+            sum (all target types accept it). The positive map then shows what raises the
+            loss; the counterfactual view what lowers it.
 
     Example:
         >>> ClassTarget(2).describe()
@@ -137,8 +174,10 @@ class ClassTarget(Target):
     class_index: int
     region: object = "predicted"
     reduction: str = "sum"
+    ground_truth: object = None
 
     def __post_init__(self):
+        _check_truth(self)
         _check_index(self.class_index, "ClassTarget class_index")
         _check_reduction(self.reduction)
         if isinstance(self.region, str):
@@ -160,7 +199,7 @@ class ClassTarget(Target):
         _check_mask_shape(self.region, out_shape, "ClassTarget region mask")
         return TargetCode(self.region, self.class_index, RESTRICT_NONE, mean=mean)
 
-    def describe(self):
+    def _label(self):
         where = self.region if isinstance(self.region, str) else "mask"
         suffix = "" if where == "predicted" else f" ({where})"
         return f"class {self.class_index}{suffix}"
@@ -173,6 +212,7 @@ class PixelTarget(Target):
     Args:
         row, col: the pixel, in output-map coordinates.
         class_index: the class to explain; ``None`` explains the class predicted there.
+        reduction, ground_truth: as for :class:`ClassTarget`.
 
     Example:
         >>> PixelTarget(3, 4).describe()
@@ -183,8 +223,10 @@ class PixelTarget(Target):
     col: int
     class_index: int | None = None
     reduction: str = "sum"
+    ground_truth: object = None
 
     def __post_init__(self):
+        _check_truth(self)
         _check_index(self.row, "PixelTarget row")
         _check_index(self.col, "PixelTarget col")
         _check_index(self.class_index, "PixelTarget class_index", allow_none=True)
@@ -203,7 +245,7 @@ class PixelTarget(Target):
         cls = INFER_CLASS if self.class_index is None else self.class_index
         return TargetCode(region, cls, RESTRICT_NONE, mean=self.reduction == "mean")
 
-    def describe(self):
+    def _label(self):
         cls = "" if self.class_index is None else f", class {self.class_index}"
         return f"pixel ({self.row}, {self.col}{cls})"
 
@@ -218,6 +260,7 @@ class RegionTarget(Target):
         polygon: ``[(row, col), ...]`` with 3 or more vertices (filled, scikit-image rule).
         class_index: the class to explain; ``None`` takes the class predicted most often
             inside the region (ties go to the smaller index).
+        reduction, ground_truth: as for :class:`ClassTarget`.
 
     Example:
         >>> RegionTarget(box=(0, 0, 4, 4), class_index=1).describe()
@@ -229,8 +272,10 @@ class RegionTarget(Target):
     polygon: Sequence | None = None
     class_index: int | None = None
     reduction: str = "sum"
+    ground_truth: object = None
 
     def __post_init__(self):
+        _check_truth(self)
         given = [name for name in ("mask", "box", "polygon") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
@@ -298,7 +343,7 @@ class RegionTarget(Target):
         cls = INFER_CLASS if self.class_index is None else self.class_index
         return TargetCode(self.region(out_shape), cls, RESTRICT_NONE, mean=self.reduction == "mean")
 
-    def describe(self):
+    def _label(self):
         if self.box is not None:
             what = f"box {self.box}"
         elif self.polygon is not None:
@@ -317,6 +362,7 @@ class ComponentTarget(Target):
         class_index: the class c.
         which: ``"largest"``, ``"smallest"`` or an int index in scikit-image label order
             (objects numbered by the raster position of their first pixel).
+        reduction, ground_truth: as for :class:`ClassTarget`.
 
     Example:
         >>> ComponentTarget(1, which=0).describe()
@@ -326,8 +372,10 @@ class ComponentTarget(Target):
     class_index: int
     which: object = "largest"
     reduction: str = "sum"
+    ground_truth: object = None
 
     def __post_init__(self):
+        _check_truth(self)
         _check_index(self.class_index, "ComponentTarget class_index")
         _check_reduction(self.reduction)
         if isinstance(self.which, str):
@@ -347,7 +395,7 @@ class ComponentTarget(Target):
             region, self.class_index, RESTRICT_COMPONENT, int(which), self.reduction == "mean"
         )
 
-    def describe(self):
+    def _label(self):
         which = self.which if isinstance(self.which, str) else f"object {self.which}"
         return f"class {self.class_index} {which}"
 
@@ -381,10 +429,14 @@ def encode_targets(targets: Sequence[Target], out_shape: tuple, num_classes: int
 
     Returns:
         A dict of numpy arrays: ``region`` (T, H_out, W_out) float32, ``class_index``,
-        ``restrict``, ``which`` (T,) int32 and ``mean`` (T,) float32.
+        ``restrict``, ``which`` (T,) int32, ``mean`` (T,) float32, ``truth`` (T, H_out, W_out)
+        int32 and ``loss`` (T,) float32 (1 where the target explains a loss).
     """
     codes = [target.encode(tuple(out_shape), num_classes) for target in targets]
+    truths = [_encode_truth(target, tuple(out_shape), num_classes) for target in targets]
     return {
+        "truth": np.stack([np.zeros(out_shape, np.int32) if t is None else t for t in truths]),
+        "loss": np.array([t is not None for t in truths], np.float32),
         "region": np.stack([code.region for code in codes]).astype(np.float32),
         "class_index": np.array([code.class_index for code in codes], np.int32),
         "restrict": np.array([code.restrict for code in codes], np.int32),

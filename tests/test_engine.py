@@ -162,3 +162,91 @@ def test_one_forward_pass_per_batch(unet_softmax, images):
     finally:
         del layer.call
     assert len(calls) == 1  # the first layer is called once in the single trace
+
+
+def two_layer_network(separate_relu):
+    """x -> 1x1 conv (ReLU, fused or separate) -> 1x1 conv logits: gradients in closed form."""
+    inputs = keras.Input((4, 5, 2))
+    if separate_relu:
+        pre = keras.layers.Conv2D(3, 1, name="hidden")(inputs)
+        hidden = keras.layers.Activation("relu", name="relu")(pre)
+    else:
+        hidden = keras.layers.Conv2D(3, 1, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="logits")(hidden))
+    rng = np.random.default_rng(11)
+    w1, b1 = rng.normal(size=(2, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    w2, b2 = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    model.get_layer("hidden").set_weights([w1.reshape(1, 1, 2, 3), b1])
+    model.get_layer("logits").set_weights([w2.reshape(1, 1, 3, 2), b2])
+    return model, (w1, b1, w2, b2)
+
+
+@pytest.mark.parametrize("separate_relu", [False, True])
+def test_guided_backprop_two_layer_network_against_numpy(separate_relu):
+    model, (w1, b1, w2, b2) = two_layer_network(separate_relu)
+    x = np.random.default_rng(5).normal(size=(4, 5, 2)).astype(np.float32)
+    mask = np.zeros((4, 5), np.float32)
+    mask[1:3, 1:4] = 1.0
+    explainer = sgc.SegGradCAM(model, layers="logits")
+    expl = explainer.explain(x, [sgc.RegionTarget(mask=mask, class_index=c) for c in (0, 1)], guided=True)
+    pre = x @ w1 + b1
+    for c in (0, 1):
+        upstream = mask[..., None] * w2[:, c]  # dy/dhidden at every pixel
+        passed = upstream * (pre > 0) * (upstream > 0)
+        expected = passed @ w1.T
+        np.testing.assert_allclose(expl.guided_gradients[0, c], expected, rtol=1e-5, atol=1e-6)
+        plain = (upstream * (pre > 0)) @ w1.T
+        assert not np.allclose(plain, expected)  # the guided rule really changed something
+    assert expl.guided_seg_grad_cam.shape == (1, 2, 1, 4, 5, 2)
+    np.testing.assert_allclose(expl.guided_seg_grad_cam[0, 1, 0], expl.guided_gradients[0, 1] * expl.heatmaps[0, 1, 0][..., None])
+    assert model.get_layer("hidden").activation.__name__ == ("linear" if separate_relu else "relu")
+
+
+def test_guided_needs_flag(unet_softmax, images):
+    expl = sgc.SegGradCAM(unet_softmax).explain(images[:1], sgc.PixelTarget(1, 1))
+    with pytest.raises(ValueError, match="guided=True"):
+        expl.guided_seg_grad_cam
+
+
+def test_pre_activation_equals_conv_followed_by_separate_activation():
+    fused, _ = two_layer_network(separate_relu=False)
+    separate, _ = two_layer_network(separate_relu=True)
+    x = np.random.default_rng(6).normal(size=(2, 4, 5, 2)).astype(np.float32)
+    targets = [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(2, 3, class_index=1)]
+    a = sgc.SegGradCAM(fused, layers=["hidden:pre", "hidden"]).explain(x, targets)
+    b = sgc.SegGradCAM(separate, layers=["hidden", "relu"]).explain(x, targets)
+    for mine, theirs in (("hidden:pre", "hidden"), ("hidden", "relu")):
+        np.testing.assert_allclose(a.raw[mine], b.raw[theirs], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.weights[mine], b.weights[theirs], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="no fused activation"):
+        sgc.SegGradCAM(separate, layers="hidden:pre")
+
+
+def test_pre_activation_on_the_unet_matches_reference_through_flat_copy(unet_softmax, images):
+    expl = sgc.SegGradCAM(unet_softmax, layers=["dec1_conv2:pre", "bottleneck_conv1:pre"]).explain(images[:1], sgc.PixelTarget(3, 3))
+    assert expl.raw["dec1_conv2:pre"].shape == (1, 1, 32, 32)
+    pre_model = keras.Model(unet_softmax.inputs[0], unet_softmax.get_layer("dec1_conv2").output)
+    assert expl.raw["dec1_conv2:pre"].min() < 0 <= pre_model(images[:1]).numpy().min()  # pre-ReLU values are signed
+
+
+def test_loss_target_matches_reference_cross_entropy(unet_softmax, images):
+    rng = np.random.default_rng(9)
+    truth = rng.integers(0, 3, size=(32, 32))
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:20, 4:30] = 1.0
+    target = sgc.RegionTarget(mask=mask, class_index=0, ground_truth=truth)
+    expl = sgc.SegGradCAM(unet_softmax, layers=["bottleneck_conv2", "dec1_up"]).explain(images[:1], [target, sgc.PixelTarget(1, 1)])
+    assert expl.targets[0].describe().endswith("loss")
+    probe = keras.Model(unet_softmax.inputs[0], [unet_softmax.get_layer("bottleneck_conv2").output, unet_softmax.get_layer("dec1_up").output, unet_softmax.get_layer("logits").output])
+    with tf.GradientTape() as tape:
+        a1, a2, z = probe(images[:1])
+        ce = tf.reduce_logsumexp(z[0], axis=-1) - tf.gather(z[0], truth, axis=-1, batch_dims=2)
+        loss = tf.reduce_sum(ce * mask)
+    g1, g2 = tape.gradient(loss, [a1, a2])
+    np.testing.assert_allclose(expl.scores[0, 0], loss.numpy(), rtol=1e-5)
+    for name, grad, act in (("bottleneck_conv2", g1, a1), ("dec1_up", g2, a2)):
+        alpha = grad.numpy()[0].mean(axis=(0, 1))
+        assert relative_error(expl.weights[name][0, 0], alpha) < 1e-5
+        assert relative_error(expl.raw[name][0, 0], (act.numpy()[0] * alpha).sum(-1)) < 1e-5
+    with pytest.raises(ValueError, match="label 5 but valid labels are 0..2"):
+        sgc.SegGradCAM(unet_softmax).explain(images[:1], sgc.ClassTarget(0, region="all", ground_truth=np.full((32, 32), 5)))

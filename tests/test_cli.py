@@ -1,0 +1,63 @@
+"""The seggradcam command, run as a subprocess."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from seggradcam.data import data_dir
+
+
+def run(*args, cwd):
+    env = dict(os.environ)
+    return subprocess.run([sys.executable, "-m", "seggradcam.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_writes_a_grid_and_prints_the_table(tmp_path):
+    result = run("demo", "--out", str(tmp_path / "demo"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    grid = tmp_path / "demo" / "demo_grid.png"
+    assert grid.is_file() and grid.stat().st_size > 10_000
+    assert "bottleneck_conv2" in result.stdout and "in mask" in result.stdout
+    import cv2
+
+    picture = cv2.imread(str(grid))
+    assert picture is not None and picture.shape[0] > 200 and picture.std() > 10
+
+
+def test_layers_marks_auto_and_decoder(tmp_path):
+    result = run("layers", str(data_dir() / "models" / "shapes_unet.keras"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("bottleneck_conv2"))
+    assert "auto" in line
+    assert "decoder" in next(line for line in result.stdout.splitlines() if line.startswith("dec1_up"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["missing.png"], "image file not found: missing.png"),
+        (["SAMPLE", "--layers", "nope"], "no layer named 'nope'"),
+        (["SAMPLE", "--class", "9"], "class index 9 is out of range"),
+        (["SAMPLE", "--pixel", "1"], "--pixel must be 2 comma-separated integers"),
+    ],
+)
+def test_explain_bad_arguments_exit_2_with_one_line(tmp_path, extra, message):
+    sample = str(data_dir() / "samples" / "shapes_0.png")
+    extra = [sample if item == "SAMPLE" else item for item in extra]
+    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), *extra, "--out", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_explain_writes_png_and_npz(tmp_path):
+    sample = str(data_dir() / "samples" / "shapes_0.png")
+    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), sample, "--box", "0,0,64,64", "--layers", "all", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o" / "shapes_0_grid.png").is_file()
+    import numpy as np
+
+    with np.load(tmp_path / "o" / "shapes_0_explanation.npz") as bundle:
+        assert bundle["heatmaps"].shape[:3] == (1, 1, 13)
