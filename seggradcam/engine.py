@@ -29,17 +29,18 @@ class Engine:
         graph: the probed model.
         layers: names of the layers to explain, in output order.
         method: a method name from ``seggradcam.methods.METHODS``.
+        method_options: options of the method (``pool_size``, ``pool`` for XRes).
 
     Example:
         >>> engine = Engine(ModelGraph(model), ["bottleneck"])    # doctest: +SKIP
         >>> out = engine.run(images, codes)                          # doctest: +SKIP
     """
 
-    def __init__(self, graph: ModelGraph, layers: list[str], method: str = "seg-grad-cam"):
+    def __init__(self, graph: ModelGraph, layers: list[str], method: str = "seg-grad-cam", method_options: dict | None = None):
         self.graph = graph
         self.layers = list(layers)
         self.method = method
-        self._weigh = get_method(method)
+        self._weigh = get_method(method, method_options)
         self.trace_count = 0
 
         # fresh functions per engine: traces stay separate between explainers

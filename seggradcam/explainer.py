@@ -35,17 +35,22 @@ class SegGradCAM:
         logits: ``"auto"`` (explain the scores before a final softmax/sigmoid, whether it is
             a separate layer or fused into the last convolution), a layer name whose output
             is the score map, or ``None`` (explain the output as it is).
-        method: how gradients become channel weights; ``"seg-grad-cam"``.
+            A layer with a fused activation can be explained before it: ``"name:pre"``.
+        method: how gradients become maps: ``"seg-grad-cam"`` (default),
+            ``"seg-hires-grad-cam"``, ``"seg-xres-grad-cam"`` or ``"seg-grad-cam++"``
+            (see ``seggradcam.methods``).
+        method_options: options of the method, e.g. ``{"pool_size": 4, "pool": "max"}``
+            for ``"seg-xres-grad-cam"``.
 
     Example:
         >>> explainer = SegGradCAM(model, layers="all")          # doctest: +SKIP
         >>> expl = explainer.explain(images, [1, PixelTarget(5, 9)])  # doctest: +SKIP
     """
 
-    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam"):
+    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam", method_options: dict | None = None):
         self.graph = ModelGraph(model, logits=logits)
         self.layers = [info.name for info in self.graph.resolve_layers(layers)]
-        self.engine = Engine(self.graph, self.layers, method)
+        self.engine = Engine(self.graph, self.layers, method, method_options)
 
     @property
     def explained(self) -> str:

@@ -14,6 +14,42 @@ from skimage.measure import label
 _PROBES = {}
 
 
+def reference_gradients(model, image, layer_name, logits_layer, mask, class_index):
+    """Eager gradient of sum(mask * logit_c) with respect to one layer: (grads, acts, score)."""
+    key = (id(model), layer_name, logits_layer)
+    if key not in _PROBES:
+        outputs = [model.get_layer(layer_name).output, model.get_layer(logits_layer).output]
+        _PROBES[key] = keras.Model(model.inputs[0], outputs)
+    with tf.GradientTape() as tape:
+        acts, logits = _PROBES[key](image[np.newaxis], training=False)
+        score = tf.reduce_sum(logits[0, :, :, class_index] * mask)
+    return tape.gradient(score, acts).numpy()[0].astype(np.float64), acts.numpy()[0].astype(np.float64), float(score)
+
+
+def numpy_method(name, grads, acts, pool_size=1, pool="mean"):
+    """Textbook numpy versions of the methods: (h, w, k) gradients and activations -> raw map."""
+    if name == "seg-grad-cam":
+        return (acts * grads.mean(axis=(0, 1))).sum(-1)
+    if name == "seg-hires-grad-cam":
+        return (grads * acts).sum(-1)
+    if name == "seg-xres-grad-cam":
+        h, w, _ = grads.shape
+        pooled = np.empty_like(grads)
+        for r in range(0, h, pool_size):
+            for c in range(0, w, pool_size):
+                block = grads[r : r + pool_size, c : c + pool_size]
+                value = block.mean(axis=(0, 1)) if pool == "mean" else block.max(axis=(0, 1))
+                pooled[r : r + pool_size, c : c + pool_size] = value
+        return (pooled * acts).sum(-1)
+    if name == "seg-grad-cam++":
+        g2, g3 = grads**2, grads**3
+        denominator = 2 * g2 + acts.sum(axis=(0, 1)) * g3
+        alpha = np.where(denominator != 0, g2 / np.where(denominator != 0, denominator, 1), 0)
+        weights = (alpha * np.maximum(grads, 0)).sum(axis=(0, 1))
+        return (acts * weights).sum(-1)
+    raise ValueError(name)
+
+
 def reference(model, image, layer_name, logits_layer, mask, class_index):
     """Seg-Grad-CAM for one image, one mask and class, one layer.
 
