@@ -21,6 +21,8 @@ from .targets import (
     encode_targets,
 )
 
+DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the vectorised backward pass of one chunk
+
 
 class SegGradCAM:
     """Explain a Keras segmentation model with Seg-Grad-CAM.
@@ -62,7 +64,7 @@ class SegGradCAM:
         """Number of channels of the explained score map."""
         return self.graph.output_channels
 
-    def explain(self, images, targets, guided: bool = False) -> Explanation:
+    def explain(self, images, targets, guided: bool = False, max_memory: int | None = DEFAULT_MAX_MEMORY) -> Explanation:
         """Explain ``targets`` on ``images`` at every chosen layer in one compiled pass.
 
         Args:
@@ -70,6 +72,10 @@ class SegGradCAM:
             targets: a Target, an int (shorthand for ``ClassTarget(c)``), or a list of them.
             guided: also compute guided-backpropagation gradients (a second compiled pass),
                 for ``expl.guided_gradients`` and ``expl.guided_seg_grad_cam``.
+            max_memory: bytes the vectorised backward pass may use (default 3 GiB, which
+                keeps the peak RSS of a 1024x2048, 19-class, ``layers="all"`` grid under
+                8 GB). Targets (and, if one target is too big, images) are split into
+                chunks, each one compiled pass; ``None`` never splits.
 
         Returns:
             An :class:`Explanation`.
@@ -82,13 +88,18 @@ class SegGradCAM:
         target_list = as_target_list(targets)
         out_size = self.graph.output_size(batch.shape[1], batch.shape[2])
         codes = encode_targets(target_list, out_size, self.num_classes)
-        result = {key: value.numpy() for key, value in self.engine.run(batch, codes).items()}
+        images_per_chunk, targets_per_chunk = self.plan_chunks(batch.shape, len(target_list), max_memory)
+        result = _run_chunked(self.engine.run, batch, codes, images_per_chunk, targets_per_chunk)
         _check_masks(result, codes, target_list)
         raw = {name: result[f"raw/{name}"] for name in self.layers}
         summary = empty_map_summary(empty_maps(raw, self.layers), self.layers, target_list)
         if summary:
             warnings.warn(summary, EmptyMapWarning, stacklevel=2)
-        guided_gradients = self.engine.guided_gradients(batch, codes).numpy() if guided else None
+        guided_gradients = None
+        if guided:
+            guided_gradients = _run_chunked(
+                lambda x, c: {"g": self.engine.guided_gradients(x, c)}, batch, codes, images_per_chunk, targets_per_chunk
+            )["g"]
         return Explanation(
             heatmaps=result["heatmaps"].astype(np.float32),
             raw=raw,
@@ -104,6 +115,43 @@ class SegGradCAM:
             images=batch,
             guided_gradients=guided_gradients,
         )
+
+
+    def plan_chunks(self, batch_shape: tuple, num_targets: int, max_memory: int | None) -> tuple[int, int]:
+        """(images per chunk, targets per chunk) that keep the backward pass under ``max_memory``.
+
+        The estimate per image and target is three times the bytes of all layer outputs
+        (the vectorised backward pass keeps about that much per target) plus the maps.
+        """
+        if max_memory is None:
+            return batch_shape[0], num_targets
+        if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
+            raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
+        height, width = batch_shape[1:3]
+        per_pair = 3 * self.graph.activation_bytes(height, width) + 8 * len(self.layers) * height * width
+        pairs = max(1, int(max_memory // per_pair))
+        if pairs >= batch_shape[0]:
+            return batch_shape[0], max(1, min(num_targets, pairs // batch_shape[0]))
+        return pairs, 1
+
+
+def _run_chunked(run, batch: np.ndarray, codes: dict, images_per_chunk: int, targets_per_chunk: int) -> dict:
+    """Run ``run(images, codes)`` over chunks of images and targets; join the numpy results.
+
+    Arrays with a target axis are joined along it (axis 1); ``prediction`` has none.
+    """
+    rows = []
+    for start in range(0, len(batch), images_per_chunk):
+        images = batch[start : start + images_per_chunk]
+        parts = []
+        for first in range(0, len(codes["class_index"]), targets_per_chunk):
+            chunk = {key: value[first : first + targets_per_chunk] for key, value in codes.items()}
+            parts.append({key: value.numpy() for key, value in run(images, chunk).items()})
+        rows.append({
+            key: parts[0][key] if key == "prediction" else np.concatenate([part[key] for part in parts], axis=1)
+            for key in parts[0]
+        })
+    return {key: np.concatenate([row[key] for row in rows], axis=0) for key in rows[0]}
 
 
 def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:

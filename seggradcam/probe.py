@@ -23,6 +23,7 @@ import warnings
 from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .diagnostics import ProbabilityWarning
@@ -535,6 +536,17 @@ class ModelGraph:
 
         run_graph(self.model, [images], on_leaf)
         return {name: found[name] for name in capture}, found["__logits__"]
+
+    def activation_bytes(self, height: int, width: int) -> int:
+        """Bytes of every leaf layer's float32 output for one image of ``height`` x ``width``."""
+        probe_h, probe_w = self.probe_size()[:2]
+        total = 0
+        for info in self.infos:
+            count = float(np.prod(info.shape)) if info.shape else 1.0
+            if info.spatial:
+                count *= (height / probe_h) * (width / probe_w)
+            total += 4 * count
+        return int(total)
 
     def output_size(self, height: int, width: int) -> tuple:
         """(H_out, W_out) of the score map for an input of ``height`` x ``width``."""

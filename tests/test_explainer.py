@@ -92,3 +92,21 @@ def test_explanation_heatmap_accessor(unet_softmax, images):
     with pytest.raises(KeyError, match="explained layers are"):
         expl.heatmap(0, 0, "nope")
     assert "1 image(s) x 1 target(s) x 2 layer(s)" in repr(expl)
+
+
+def test_chunked_explanations_equal_one_pass(unet_softmax, images):
+    explainer = sgc.SegGradCAM(unet_softmax, layers=["enc1_conv1", "bottleneck_conv2", "dec1_up"])
+    targets = [sgc.ClassTarget(c, region="all") for c in range(3)] + [sgc.PixelTarget(2, 5)]
+    whole = explainer.explain(images, targets, max_memory=None)
+    per_pair = 3 * explainer.graph.activation_bytes(32, 32) + 8 * 3 * 32 * 32
+    assert explainer.plan_chunks(images.shape, 4, 2 * 3 * per_pair) == (3, 2)
+    assert explainer.plan_chunks(images.shape, 4, 2 * per_pair) == (2, 1)
+    for budget in (2 * 3 * per_pair, 2 * per_pair, 1):
+        chunked = explainer.explain(images, targets, max_memory=budget)
+        np.testing.assert_allclose(chunked.heatmaps, whole.heatmaps, atol=1e-6)
+        np.testing.assert_allclose(chunked.scores, whole.scores, rtol=1e-6)
+        for layer in explainer.layers:
+            np.testing.assert_allclose(chunked.raw[layer], whole.raw[layer], rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(chunked.prediction, whole.prediction)
+    with pytest.raises(ValueError, match="max_memory"):
+        explainer.explain(images, targets, max_memory=-5)
