@@ -8,6 +8,7 @@ Example:
 from .diagnostics import Diagnosis, EmptyMapWarning, ProbabilityWarning, SegGradCAMWarning
 from .explainer import SegGradCAM, seg_grad_cam
 from .explanation import Explanation
+from .io import load_explanation, save_explanation
 from .targets import ClassTarget, ComponentTarget, PixelTarget, RegionTarget, Target
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "SegGradCAM",
     "SegGradCAMWarning",
     "Target",
+    "load_explanation",
+    "save_explanation",
     "seg_grad_cam",
 ]
 

@@ -85,6 +85,18 @@ class Explanation:
             raise ValueError("no guided gradients: call explain(images, targets, guided=True)")
         return self.guided_gradients[:, :, np.newaxis] * self.heatmaps[..., np.newaxis]
 
+    def save(self, path):
+        """Write this explanation to an .npz file (no pickle); read it with ``load_explanation``."""
+        from .io import save_explanation
+
+        return save_explanation(self, path)
+
+    def plot(self, image_index: int = 0, class_names=None, path=None, **options):
+        """Draw the targets x layers grid (see ``seggradcam.viz.plot_grid``); returns the Figure."""
+        from .viz import plot_grid
+
+        return plot_grid(self, image_index=image_index, class_names=class_names, path=path, **options)
+
     def diagnose(self) -> Diagnosis:
         """Negative-gradient analysis per image, target and layer; ``print()`` it to read it.
 
