@@ -72,7 +72,7 @@ def cmd_explain(args) -> int:
     from seggradcam.models import load_model
     from seggradcam.viz import plot_grid
 
-    model = load_model(args.model)
+    model = load_model(args.model, safe_mode=not args.unsafe)
     image = read_image(Path(args.image))
     layers = args.layers[0] if len(args.layers) == 1 else args.layers
     explainer = sgc.SegGradCAM(model, layers=layers)
@@ -99,7 +99,7 @@ def cmd_layers(args) -> int:
     from seggradcam.models import load_model
     from seggradcam.probe import ModelGraph
 
-    graph = ModelGraph(load_model(args.model))
+    graph = ModelGraph(load_model(args.model, safe_mode=not args.unsafe))
     auto = graph.auto_layer().name
     decoder = {info.name for info in graph.decoder_layers()}
     print(f"{'layer':<28} {'type':<18} {'output shape':<16} note")
@@ -162,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--component", help="C[:largest|smallest|N]: one connected object of class C")
     explain.add_argument("--layers", nargs="+", default=["auto"], help="auto, all, or layer names")
     explain.add_argument("--out", default="seggradcam_out", help="output folder")
+    explain.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (runs their code)")
     explain.set_defaults(run=cmd_explain)
     layers = commands.add_parser("layers", help="list the explainable layers of a model")
     layers.add_argument("model", help="a .keras model file")
+    layers.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (runs their code)")
     layers.set_defaults(run=cmd_layers)
     return parser
 

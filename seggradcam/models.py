@@ -111,7 +111,15 @@ def load_model(path, safe_mode: bool = True) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as error:  # keras raises many types for corrupt or unsafe files
-        raise ValueError(f"could not load model {path}: {type(error).__name__}: {error}") from None
+        text = str(error)
+        if safe_mode and ("safe_mode" in text or "Lambda" in text):
+            raise ValueError(
+                f"refused to load model {path}: it contains a Lambda layer or other Python code, "
+                "which Keras safe mode does not run. If you trust the file, load it with "
+                "safe_mode=False (command line: --unsafe)."
+            ) from None
+        first_line = text.strip().splitlines()[0] if text.strip() else ""
+        raise ValueError(f"could not load model {path}: {type(error).__name__}: {first_line}") from None
 
 
 def load_pretrained(name: str) -> keras.Model:

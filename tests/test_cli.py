@@ -61,3 +61,25 @@ def test_explain_writes_png_and_npz(tmp_path):
 
     with np.load(tmp_path / "o" / "shapes_0_explanation.npz") as bundle:
         assert bundle["heatmaps"].shape[:3] == (1, 1, 13)
+
+
+def test_corrupt_image_and_model_exit_2(tmp_path):
+    bad_image = tmp_path / "bad.png"
+    bad_image.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), str(bad_image), cwd=tmp_path)
+    assert result.returncode == 2 and "could not read image" in result.stderr
+    bad_model = tmp_path / "bad.keras"
+    bad_model.write_bytes(b"garbage")
+    result = run("layers", str(bad_model), cwd=tmp_path)
+    assert result.returncode == 2 and "could not load model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lambda_model_needs_unsafe_flag(tmp_path):
+    from .test_models import lambda_model_file
+
+    path = lambda_model_file(tmp_path)
+    refused = run("layers", str(path), cwd=tmp_path)
+    assert refused.returncode == 2 and "--unsafe" in refused.stderr
+    allowed = run("layers", str(path), "--unsafe", cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stderr

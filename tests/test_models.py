@@ -78,3 +78,28 @@ def test_biased_model_uses_the_bias_texture():
     recorded = record("biased_unet")
     assert abs(with_bias[1] - recorded["disk_iou_biased_tile"]) <= 0.02
     assert abs(without[1] - recorded["disk_iou_swapped_tile"]) <= 0.02
+
+
+def lambda_model_file(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="logits")(x))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    return path
+
+
+def test_lambda_model_is_refused_in_safe_mode(tmp_path):
+    path = lambda_model_file(tmp_path)
+    with pytest.raises(ValueError, match="refused to load model .*Lambda.*safe_mode=False"):
+        load_model(path)
+    assert load_model(path, safe_mode=False).get_layer("double") is not None
+
+
+def test_truncated_model_file(tmp_path):
+    good = tmp_path / "good.keras"
+    build_unet((32, 32, 3), 2, (4, 8)).save(good)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ValueError, match="could not load model"):
+        load_model(truncated)
