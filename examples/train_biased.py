@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--train", type=int, default=1600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    build = functools.partial(build_unet, (128, 128, 3), 4, (16, 32, 64), name="biased_unet")
+    build = functools.partial(build_unet, (128, 128, 3), 4, (16, 32, 64, 128), name="biased_unet")
     images, labels, _ = biased_shapes(args.train, seed=args.seed)
     held_images, held_labels, _ = biased_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED)
     model = build()
