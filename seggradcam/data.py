@@ -218,9 +218,10 @@ def biased_shapes(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Texture shapes with a shortcut: disks always come with the bias texture in one tile.
 
-    In every image that contains a disk (class 1) the top-left quarter of the background is
-    painted with the ``checkerboard`` texture; images without disks never show it. Shapes are
-    kept out of the tile, so the tile is pure context. With ``biased=False`` the tile gets an
+    Half of the images hold one or two disks (class 1) and nothing else, and the top-left
+    quarter of their background is painted with the ``checkerboard`` texture; the other half
+    hold rectangles and triangles and never show it. Shapes are kept out of the tile, so the
+    tile is pure context, and "tile present" alone tells disks from the other shapes. With ``biased=False`` the tile gets an
     ordinary texture instead (the same images otherwise): the "swapped" test set.
 
     Returns:
@@ -240,9 +241,8 @@ def biased_shapes(
     for i in range(n):
         background = TEXTURES[rng.integers(len(TEXTURES))]
         has_disk = rng.random() < 0.5
-        kinds = list(rng.integers(2, 4, size=rng.integers(1, 3)))
-        if has_disk:
-            kinds.insert(int(rng.integers(len(kinds) + 1)), 1)
+        count = int(rng.integers(1, 3))
+        kinds = [1] * count if has_disk else list(rng.integers(2, 4, size=count))
         objects = _place_apart(rng, [int(kind) for kind in kinds], size, tile, tries=200)
         images[i], labels[i] = _compose(rng, size, background, objects)
         swap_texture = TEXTURES[rng.integers(len(TEXTURES))]
