@@ -60,6 +60,8 @@ def _targets_from_args(args):
         return [sgc.RegionTarget(mask=mask > 0)]
     if args.component:
         cls, _, which = args.component.partition(":")
+        if not cls.isdigit():
+            raise UsageError(f"--component must be C[:largest|smallest|N], got {args.component!r}")
         which = which or "largest"
         return [sgc.ComponentTarget(int(cls), which=int(which) if which.isdigit() else which)]
     if args.class_index is not None:
@@ -67,31 +69,46 @@ def _targets_from_args(args):
     return None
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _image_paths(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask"))
+        if not found:
+            raise UsageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        return found
+    if not path.exists():
+        raise UsageError(f"image file not found: {path}")
+    return [path]
+
+
 def cmd_explain(args) -> int:
     import seggradcam as sgc
     from seggradcam.models import load_model
-    from seggradcam.viz import plot_grid
 
     model = load_model(args.model, safe_mode=not args.unsafe)
-    image = read_image(Path(args.image))
+    paths = _image_paths(Path(args.image))
     layers = args.layers[0] if len(args.layers) == 1 else args.layers
     explainer = sgc.SegGradCAM(model, layers=layers)
     targets = _targets_from_args(args)
-    if targets is None:  # every foreground class predicted in the image
-        probe = explainer.explain(image, sgc.PixelTarget(0, 0))
-        targets = [int(c) for c in np.unique(probe.prediction[0]) if c != 0] or [0]
-    expl = explainer.explain(image, targets)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.image).stem
-    plot_grid(expl, path=out / f"{stem}_grid.png")
-    arrays = {"heatmaps": expl.heatmaps, "scores": expl.scores, "masks": expl.masks}
-    for name in expl.layers:
-        arrays[f"raw/{name}"] = expl.raw[name]
-        arrays[f"weights/{name}"] = expl.weights[name]
-    np.savez_compressed(out / f"{stem}_explanation.npz", **arrays)
+    if len(paths) > 1:
+        from tqdm.auto import tqdm
+
+        paths = tqdm(paths, desc="explaining", unit="image")
+    for path in paths:
+        image = read_image(path)
+        chosen = targets
+        if chosen is None:  # every foreground class predicted in the image
+            probe = explainer.explain(image, sgc.PixelTarget(0, 0))
+            chosen = [int(c) for c in np.unique(probe.prediction[0]) if c != 0] or [0]
+        expl = explainer.explain(image, chosen)
+        expl.plot(path=out / f"{path.stem}_grid.png", view="signed" if args.signed else "positive")
+        expl.save(out / f"{path.stem}_explanation.npz")
     print(f"explained {expl.explained}")
-    print(f"wrote {out / (stem + '_grid.png')} and {out / (stem + '_explanation.npz')}")
+    print(f"wrote {len(list(out.glob('*_grid.png')))} grid(s) and explanation file(s) to {out}")
     return 0
 
 
@@ -153,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     explain = commands.add_parser("explain", help="explain a model on an image")
     explain.add_argument("model", help="a .keras model file (loaded with safe mode on)")
-    explain.add_argument("image", help="a PNG/JPEG image; pixel values are scaled to [0, 1]")
+    explain.add_argument("image", help="a PNG/JPEG image, or a folder of them; pixel values are scaled to [0, 1]")
     group = explain.add_mutually_exclusive_group()
     group.add_argument("--class", dest="class_index", type=int, help="explain every pixel predicted as class C")
     group.add_argument("--pixel", help="R,C: explain one output pixel")
@@ -161,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--mask", help="a PNG whose non-zero pixels are the region")
     group.add_argument("--component", help="C[:largest|smallest|N]: one connected object of class C")
     explain.add_argument("--layers", nargs="+", default=["auto"], help="auto, all, or layer names")
+    explain.add_argument("--signed", action="store_true", help="draw signed maps (diverging colormap) instead of heatmaps")
     explain.add_argument("--out", default="seggradcam_out", help="output folder")
     explain.add_argument("--unsafe", action="store_true", help="allow models with Lambda layers (runs their code)")
     explain.set_defaults(run=cmd_explain)

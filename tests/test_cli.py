@@ -59,8 +59,25 @@ def test_explain_writes_png_and_npz(tmp_path):
     assert (tmp_path / "o" / "shapes_0_grid.png").is_file()
     import numpy as np
 
-    with np.load(tmp_path / "o" / "shapes_0_explanation.npz") as bundle:
-        assert bundle["heatmaps"].shape[:3] == (1, 1, 13)
+    import seggradcam as sgc
+
+    expl = sgc.load_explanation(tmp_path / "o" / "shapes_0_explanation.npz")
+    assert expl.heatmaps.shape[:2] == (1, 1) and len(expl.layers) > 10
+    assert expl.targets[0].box == (0, 0, 64, 64)
+
+
+def test_explain_a_folder_with_signed_maps(tmp_path):
+    import shutil
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        shutil.copy(data_dir() / "samples" / f"shapes_{i}.png", folder)
+    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), str(folder), "--component", "1:largest", "--signed", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "shapes_0_explanation.npz", "shapes_0_grid.png", "shapes_1_explanation.npz", "shapes_1_grid.png",
+    ]
 
 
 def test_corrupt_image_and_model_exit_2(tmp_path):
