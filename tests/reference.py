@@ -51,22 +51,14 @@ def numpy_method(name, grads, acts, pool_size=1, pool="mean"):
 
 
 def reference(model, image, layer_name, logits_layer, mask, class_index):
-    """Seg-Grad-CAM for one image, one mask and class, one layer.
+    """Seg-Grad-CAM for one image, one mask and class, one layer, in float32 numpy.
 
     Returns (weights (k,), raw map (h, w), score).
     """
-    key = (id(model), layer_name, logits_layer)
-    if key not in _PROBES:
-        outputs = [model.get_layer(layer_name).output, model.get_layer(logits_layer).output]
-        _PROBES[key] = keras.Model(model.inputs[0], outputs)
-    with tf.GradientTape() as tape:
-        acts, logits = _PROBES[key](image[np.newaxis], training=False)
-        score = tf.reduce_sum(logits[0, :, :, class_index] * mask)
-    grads = tape.gradient(score, acts).numpy()[0]
-    acts = acts.numpy()[0]
+    grads, acts, score = reference_gradients(model, image, layer_name, logits_layer, mask, class_index)
+    grads, acts = grads.astype(np.float32), acts.astype(np.float32)
     alpha = grads.mean(axis=(0, 1))
-    raw = (acts * alpha).sum(axis=-1)
-    return alpha, raw, float(score.numpy())
+    return alpha, (acts * alpha).sum(axis=-1), score
 
 
 def component_mask(binary, which):
