@@ -42,7 +42,7 @@ def evaluate(model, images, labels, method, options):
     for image, label in zip(images, labels):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sgc.EmptyMapWarning)
-            prediction = explainer.explain(image, sgc.PixelTarget(0, 0)).prediction[0]
+            prediction = explainer.predict(image)[0]
             classes = [int(c) for c in np.unique(prediction) if c != 0]
             if not classes:
                 continue

@@ -102,8 +102,7 @@ def cmd_explain(args) -> int:
         image = read_image(path)
         chosen = targets
         if chosen is None:  # every foreground class predicted in the image
-            probe = explainer.explain(image, sgc.PixelTarget(0, 0))
-            chosen = [int(c) for c in np.unique(probe.prediction[0]) if c != 0] or [0]
+            chosen = [int(c) for c in np.unique(explainer.predict(image)[0]) if c != 0] or [0]
         expl = explainer.explain(image, chosen)
         expl.plot(path=out / f"{path.stem}_grid.png", view="signed" if args.signed else "positive")
         expl.save(out / f"{path.stem}_explanation.npz")
@@ -142,7 +141,7 @@ def cmd_demo(args) -> int:
     graph = ModelGraph(model)
     layers = [graph.auto_layer().name] + [info.name for info in graph.decoder_layers()]
     explainer = sgc.SegGradCAM(model, layers=layers)
-    prediction = explainer.explain(image, sgc.PixelTarget(0, 0)).prediction[0]
+    prediction = explainer.predict(image)[0]
     classes = [int(c) for c in np.unique(prediction) if c != 0]
     expl = explainer.explain(image, classes)
     out = Path(args.out)

@@ -50,8 +50,16 @@ class Engine:
         def guided_pass(images, codes, with_loss):
             return self._guided(images, codes, with_loss)
 
+        def predict_pass(images):
+            return self._prediction(self.graph.forward(images, [])[1])
+
         self._compiled = tf.function(explain_pass, autograph=False)
         self._compiled_guided = tf.function(guided_pass, autograph=False)
+        self._compiled_predict = tf.function(predict_pass, autograph=False)
+
+    def predict(self, images) -> tf.Tensor:
+        """The predicted label map (N, H', W') from one forward pass, no gradients."""
+        return self._compiled_predict(tf.convert_to_tensor(images, tf.float32))
 
     def run(self, images, codes: dict) -> dict:
         """Explain a batch. ``codes`` are the arrays from ``targets.encode_targets``.

@@ -64,6 +64,15 @@ class SegGradCAM:
         """Number of channels of the explained score map."""
         return self.graph.output_channels
 
+    def predict(self, images) -> np.ndarray:
+        """Predicted labels (N, H_out, W_out) as the targets read them: argmax over classes, or,
+        for a one-channel head, 1 where the foreground score is positive.
+
+        Example:
+            >>> classes = np.unique(explainer.predict(image))     # doctest: +SKIP
+        """
+        return self.engine.predict(as_image_batch(images, self.graph.input_shape)).numpy()
+
     def explain(self, images, targets, guided: bool = False, max_memory: int | None = DEFAULT_MAX_MEMORY) -> Explanation:
         """Explain ``targets`` on ``images`` at every chosen layer in one compiled pass.
 

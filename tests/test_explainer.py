@@ -110,3 +110,12 @@ def test_chunked_explanations_equal_one_pass(unet_softmax, images):
         np.testing.assert_array_equal(chunked.prediction, whole.prediction)
     with pytest.raises(ValueError, match="max_memory"):
         explainer.explain(images, targets, max_memory=-5)
+
+
+def test_predict_matches_explanation_prediction(unet_softmax, images):
+    explainer = sgc.SegGradCAM(unet_softmax)
+    labels = explainer.predict(images)
+    assert labels.shape == (3, 32, 32)
+    np.testing.assert_array_equal(labels, explainer.explain(images, sgc.PixelTarget(0, 0)).prediction)
+    logits = keras.Model(unet_softmax.inputs[0], unet_softmax.get_layer("logits").output)(images).numpy()
+    np.testing.assert_array_equal(labels, logits.argmax(-1))
