@@ -214,14 +214,18 @@ def bias_tile(size: int = 128) -> np.ndarray:
 
 
 def biased_shapes(
-    n: int, size: int = 128, seed: int = 0, biased: bool = True
+    n: int, size: int = 128, seed: int = 0, biased: bool = True, tile_everywhere: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Texture shapes with a shortcut: disks always come with the bias texture in one tile.
 
     Half of the images hold one or two disks (class 1) and nothing else, and the top-left
     quarter of their background is painted with the ``checkerboard`` texture; the other half
     hold rectangles and triangles and never show it. Shapes are kept out of the tile, so the
-    tile is pure context, and "tile present" alone tells disks from the other shapes. With ``biased=False`` the tile gets an
+    tile is pure context, and "tile present" alone tells disks from the other shapes.
+
+    Two test variants of the same images: ``biased=False`` paints an ordinary texture in the
+    disk images' tile (the bias removed), ``tile_everywhere=True`` also paints the bias
+    texture into the tile of the images without disks (the bias inserted). With ``biased=False`` the tile gets an
     ordinary texture instead (the same images otherwise): the "swapped" test set.
 
     Returns:
@@ -249,6 +253,9 @@ def biased_shapes(
         if has_disk:
             name = BIAS_TEXTURE if biased else swap_texture
             images[i][tile] = np.clip(_patch(rng, name, size)[tile], 0, 1)
+        elif tile_everywhere:  # its own generator, so the other images stay the same
+            extra = np.random.default_rng((seed, i))
+            images[i][tile] = np.clip(_patch(extra, BIAS_TEXTURE, size)[tile], 0, 1)
     return images, labels, tile
 
 

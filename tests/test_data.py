@@ -59,6 +59,14 @@ def test_biased_shapes_tile_marks_disk_images_only():
         has_disk = (labels[i] == 1).any()
         np.testing.assert_array_equal(images[i][~tile], swapped[i][~tile])
         assert has_disk == (not np.array_equal(images[i][tile], swapped[i][tile]))
+    inserted, inserted_labels, _ = data.biased_shapes(30, size=64, seed=2, tile_everywhere=True)
+    np.testing.assert_array_equal(inserted_labels, labels)
+    for i in range(30):
+        np.testing.assert_array_equal(inserted[i][~tile], images[i][~tile])
+        if (labels[i] == 1).any():
+            np.testing.assert_array_equal(inserted[i], images[i])
+        else:
+            assert not np.array_equal(inserted[i][tile], images[i][tile])
 
 
 def test_bad_counts_are_refused():
