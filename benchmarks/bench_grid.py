@@ -62,10 +62,7 @@ def naive_grid(model, layer_names, images, num_classes):
     import keras
     import tensorflow as tf
 
-    probes = {
-        name: keras.Model(model.inputs[0], [model.get_layer(name).output, model.get_layer("logits").output])
-        for name in layer_names
-    }
+    probes = {name: keras.Model(model.inputs[0], [model.get_layer(name).output, model.get_layer("logits").output]) for name in layer_names}
 
     def run():
         maps = []
@@ -125,7 +122,15 @@ def run_config(name, runs, naive_runs):
     num_classes = explainer.num_classes
     targets = [sgc.ClassTarget(c, region="all") for c in range(num_classes)]
     forward = tf.function(lambda x: model(x, training=False))
-    result = {"config": name, "model": model_name, "batch": batch, "size": f"{height}x{width}", "classes": num_classes, "layers": len(explainer.layers), "parameters": int(model.count_params())}
+    result = {
+        "config": name,
+        "model": model_name,
+        "batch": batch,
+        "size": f"{height}x{width}",
+        "classes": num_classes,
+        "layers": len(explainer.layers),
+        "parameters": int(model.count_params()),
+    }
     result["forward_s"] = median_time(lambda: forward(images).numpy(), runs)
     result["grid_s"] = median_time(lambda: explainer.explain(images, targets).heatmaps, runs)
     result["naive_s"] = median_time(naive_grid(model, explainer.layers, images, num_classes), naive_runs)

@@ -35,18 +35,23 @@ def main():
     start = time.perf_counter()
     expl = explainer.explain(image, targets, max_memory=budget)
     seconds = time.perf_counter() - start
-    print(json.dumps({
-        "input": f"{args.height}x{args.width}",
-        "classes": 19,
-        "layers": len(expl.layers),
-        "max_memory_bytes": budget,
-        "images_per_chunk": plan[0],
-        "targets_per_chunk": plan[1],
-        "seconds": round(seconds, 1),
-        "heatmaps_bytes": int(expl.heatmaps.nbytes),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "finite": bool(np.isfinite(expl.heatmaps).all()),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "input": f"{args.height}x{args.width}",
+                "classes": 19,
+                "layers": len(expl.layers),
+                "max_memory_bytes": budget,
+                "images_per_chunk": plan[0],
+                "targets_per_chunk": plan[1],
+                "seconds": round(seconds, 1),
+                "heatmaps_bytes": int(expl.heatmaps.nbytes),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "finite": bool(np.isfinite(expl.heatmaps).all()),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

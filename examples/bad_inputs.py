@@ -23,7 +23,9 @@ def cases():
     dense = keras.layers.Dense(8 * 8 * 2, name="dense")(keras.layers.Flatten(name="flat")(x))
     with_dense = keras.Model(inputs, keras.layers.Reshape((8, 8, 2))(dense))
     small = keras.Input((6, 6, 1))
-    one_class = keras.Model(small, keras.layers.Conv2D(3, 1, bias_initializer=keras.initializers.Constant([9.0, 0.0, -9.0]), name="logits")(small))
+    one_class = keras.Model(
+        small, keras.layers.Conv2D(3, 1, bias_initializer=keras.initializers.Constant([9.0, 0.0, -9.0]), name="logits")(small)
+    )
     return [
         ("image of rank 2", lambda: explainer.explain(np.zeros((32, 32)), 0)),
         ("wrong channel count", lambda: explainer.explain(np.zeros((1, 32, 32, 1)), 0)),
@@ -45,7 +47,10 @@ def cases():
         ("empty mask", lambda: sgc.RegionTarget(mask=np.zeros((32, 32), bool))),
         ("mask of the wrong shape", lambda: explainer.explain(good, sgc.RegionTarget(mask=np.ones((16, 16), bool)))),
         ("polygon with 2 points", lambda: sgc.RegionTarget(polygon=[(0, 0), (5, 5)])),
-        ("component of a class with no predicted pixels", lambda: sgc.SegGradCAM(one_class, layers="logits").explain(np.ones((6, 6, 1)), sgc.ComponentTarget(2))),
+        (
+            "component of a class with no predicted pixels",
+            lambda: sgc.SegGradCAM(one_class, layers="logits").explain(np.ones((6, 6, 1)), sgc.ComponentTarget(2)),
+        ),
         ("unknown method", lambda: sgc.SegGradCAM(model, method="gradcam")),
         ("unknown method option", lambda: sgc.SegGradCAM(model, method="seg-xres-grad-cam", method_options={"size": 2})),
         ("unknown region option", lambda: sgc.ClassTarget(1, region="everything")),

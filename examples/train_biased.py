@@ -10,9 +10,10 @@ import argparse
 import functools
 import json
 
+from training import MODELS_DIR, predict_labels, train_and_save
+
 from seggradcam.data import HELD_OUT_SEEDS, HELD_OUT_SIZES, biased_shapes, mean_iou
 from seggradcam.models import build_unet
-from training import MODELS_DIR, predict_labels, train_and_save
 
 HELD_OUT_SEED = HELD_OUT_SEEDS["biased_unet"]  # the tests regenerate this held-out set
 HELD_OUT_SIZE = HELD_OUT_SIZES["biased_unet"]
@@ -29,8 +30,12 @@ def main():
     held_images, held_labels, _ = biased_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED)
     model = build()
     record = train_and_save(
-        model, "biased_unet", (images, labels), (held_images, held_labels),
-        epochs=args.epochs, seed=args.seed,
+        model,
+        "biased_unet",
+        (images, labels),
+        (held_images, held_labels),
+        epochs=args.epochs,
+        seed=args.seed,
         command=f"python examples/train_biased.py --epochs {args.epochs} --train {args.train} --seed {args.seed}",
         builder=build,
     )

@@ -6,9 +6,10 @@ Writes data/models/shapes_unet.keras and shapes_unet.json (how it was made, held
 import argparse
 import functools
 
+from training import train_and_save
+
 from seggradcam.data import HELD_OUT_SEEDS, HELD_OUT_SIZES, texture_shapes
 from seggradcam.models import build_unet
-from training import train_and_save
 
 HELD_OUT_SEED = HELD_OUT_SEEDS["shapes_unet"]  # the tests regenerate this held-out set
 HELD_OUT_SIZE = HELD_OUT_SIZES["shapes_unet"]
@@ -22,8 +23,12 @@ def main():
     args = parser.parse_args()
     build = functools.partial(build_unet, (128, 128, 3), 4, (16, 32, 64, 128), name="shapes_unet")
     train_and_save(
-        build(), "shapes_unet", texture_shapes(args.train, seed=args.seed), texture_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED),
-        epochs=args.epochs, seed=args.seed,
+        build(),
+        "shapes_unet",
+        texture_shapes(args.train, seed=args.seed),
+        texture_shapes(HELD_OUT_SIZE, seed=HELD_OUT_SEED),
+        epochs=args.epochs,
+        seed=args.seed,
         command=f"python examples/train_shapes.py --epochs {args.epochs} --train {args.train} --seed {args.seed}",
         builder=build,
     )

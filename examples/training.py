@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from seggradcam.data import as_dataset, mean_iou
+from seggradcam.data import mean_iou
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
 
@@ -44,7 +44,9 @@ def train_and_save(model, name, train, held_out, epochs, seed, command, learning
     )
     start = time.perf_counter()
     schedule = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, verbose=0)
-    model.fit(images, labels, sample_weight=sample_weights, batch_size=batch_size, epochs=epochs, verbose=2, callbacks=[schedule], shuffle=True)
+    model.fit(
+        images, labels, sample_weight=sample_weights, batch_size=batch_size, epochs=epochs, verbose=2, callbacks=[schedule], shuffle=True
+    )
     seconds = time.perf_counter() - start
     prediction = predict_labels(model, held_out[0])
     miou, per_class = mean_iou(held_out[1], prediction, num_classes)

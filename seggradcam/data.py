@@ -175,7 +175,9 @@ def _digit_mask(rng, digit: int, size: int) -> np.ndarray:
     glyph = canvas[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     if max(glyph.shape) > size - 4:
         factor = (size - 4) / max(glyph.shape)
-        glyph = cv2.resize(glyph, (max(1, int(glyph.shape[1] * factor)), max(1, int(glyph.shape[0] * factor))), interpolation=cv2.INTER_NEAREST)
+        glyph = cv2.resize(
+            glyph, (max(1, int(glyph.shape[1] * factor)), max(1, int(glyph.shape[0] * factor))), interpolation=cv2.INTER_NEAREST
+        )
     mask = np.zeros((size, size), bool)
     row = rng.integers(0, size - glyph.shape[0] + 1)
     col = rng.integers(0, size - glyph.shape[1] + 1)

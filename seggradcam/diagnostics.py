@@ -78,7 +78,10 @@ class Diagnosis:
         label = self.targets[target].describe()
         negative = self.negative_share[image, target, layer]
         removed = self.removed_share[image, target, layer]
-        head = f"image {image}, {label}, layer {name!r}: {negative:.0%} of channel weights negative, ReLU removed {removed:.0%} of the map's mass"
+        head = (
+            f"image {image}, {label}, layer {name!r}: {negative:.0%} of channel weights negative, "
+            f"ReLU removed {removed:.0%} of the map's mass"
+        )
         if self.empty[image, target, layer]:
             if not np.isfinite(removed) or self.positive_energy[image, target, layer] + self.negative_energy[image, target, layer] == 0:
                 return head + ". The map is zero everywhere: the gradient does not reach this layer's active units; try another layer."
@@ -98,15 +101,19 @@ class Diagnosis:
         for i in range(n):
             for j in range(t):
                 for k in range(l):
-                    rows.append({
-                        "image": i, "target": j, "layer": self.layers[k],
-                        "negative_share": float(self.negative_share[i, j, k]),
-                        "positive_energy": float(self.positive_energy[i, j, k]),
-                        "negative_energy": float(self.negative_energy[i, j, k]),
-                        "removed_share": float(self.removed_share[i, j, k]),
-                        "empty": bool(self.empty[i, j, k]),
-                        "message": self.explain_one(i, j, k),
-                    })
+                    rows.append(
+                        {
+                            "image": i,
+                            "target": j,
+                            "layer": self.layers[k],
+                            "negative_share": float(self.negative_share[i, j, k]),
+                            "positive_energy": float(self.positive_energy[i, j, k]),
+                            "negative_energy": float(self.negative_energy[i, j, k]),
+                            "removed_share": float(self.removed_share[i, j, k]),
+                            "empty": bool(self.empty[i, j, k]),
+                            "message": self.explain_one(i, j, k),
+                        }
+                    )
         return rows
 
     def __str__(self) -> str:

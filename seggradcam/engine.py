@@ -109,7 +109,9 @@ class Engine:
             per_target = tf.reduce_sum(scores, axis=0)
         sources = [acts[name] for name in self.layers]
         grads = tape.jacobian(
-            per_target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            per_target,
+            sources,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
             experimental_use_pfor=True,
         )
         size = tf.shape(images)[1:3]

@@ -125,7 +125,6 @@ class SegGradCAM:
             guided_gradients=guided_gradients,
         )
 
-
     def plan_chunks(self, batch_shape: tuple, num_targets: int, max_memory: int | None) -> tuple[int, int]:
         """(images per chunk, targets per chunk) that keep the backward pass under ``max_memory``.
 
@@ -145,22 +144,29 @@ class SegGradCAM:
 
 
 def _run_chunked(run, batch: np.ndarray, codes: dict, images_per_chunk: int, targets_per_chunk: int) -> dict:
-    """Run ``run(images, codes)`` over chunks of images and targets; join the numpy results.
+    """Run ``run(images, codes)`` over chunks of images and targets, writing each chunk's numpy
+    results into arrays allocated once (no second copy of the outputs).
 
-    Arrays with a target axis are joined along it (axis 1); ``prediction`` has none.
+    Arrays have a target axis at position 1, except ``prediction`` (N, H', W').
     """
-    rows = []
-    for start in range(0, len(batch), images_per_chunk):
-        images = batch[start : start + images_per_chunk]
-        parts = []
-        for first in range(0, len(codes["class_index"]), targets_per_chunk):
-            chunk = {key: value[first : first + targets_per_chunk] for key, value in codes.items()}
-            parts.append({key: value.numpy() for key, value in run(images, chunk).items()})
-        rows.append({
-            key: parts[0][key] if key == "prediction" else np.concatenate([part[key] for part in parts], axis=1)
-            for key in parts[0]
-        })
-    return {key: np.concatenate([row[key] for row in rows], axis=0) for key in rows[0]}
+    num_images, num_targets = len(batch), len(codes["class_index"])
+    joined = {}
+    for start in range(0, num_images, images_per_chunk):
+        rows = slice(start, start + images_per_chunk)
+        for first in range(0, num_targets, targets_per_chunk):
+            columns = slice(first, first + targets_per_chunk)
+            chunk = {key: value[columns] for key, value in codes.items()}
+            for key, tensor in run(batch[rows], chunk).items():
+                value = tensor.numpy()
+                if key not in joined:
+                    shape = (num_images,) + value.shape[1:] if key == "prediction" else (num_images, num_targets) + value.shape[2:]
+                    joined[key] = np.empty(shape, value.dtype)
+                if key == "prediction":
+                    joined[key][rows] = value
+                else:
+                    joined[key][rows, columns] = value
+                del value
+    return joined
 
 
 def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:

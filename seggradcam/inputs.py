@@ -32,21 +32,14 @@ def as_image_batch(images, expected_hwc: tuple) -> np.ndarray:
         array = np.asarray(images)
     except (ValueError, TypeError) as error:
         raise TypeError(f"images could not be read as an array: {error}") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
-        raise TypeError(
-            f"images must be numeric (float or integer), got an array of dtype {array.dtype}"
-        )
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise TypeError(f"images must be numeric (float or integer), got an array of dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"images must be real numbers, got dtype {array.dtype}")
     if array.ndim == 3:
         array = array[np.newaxis]
     if array.ndim != 4:
-        raise ValueError(
-            f"images must have shape (N, H, W, C) or (H, W, C); got shape {array.shape} "
-            f"(rank {array.ndim})"
-        )
+        raise ValueError(f"images must have shape (N, H, W, C) or (H, W, C); got shape {array.shape} (rank {array.ndim})")
     if array.shape[0] == 0:
         raise ValueError("images is an empty batch (N = 0); pass at least one image")
     want_h, want_w, want_c = expected_hwc

@@ -19,7 +19,10 @@ from .explanation import Explanation
 
 FORMAT = "seggradcam-explanation-1"
 ARRAYS = ("heatmaps", "scores", "masks", "classes", "prediction", "images")
-TARGET_TYPES = {cls.__name__: cls for cls in (target_types.ClassTarget, target_types.PixelTarget, target_types.RegionTarget, target_types.ComponentTarget)}
+TARGET_TYPES = {
+    cls.__name__: cls
+    for cls in (target_types.ClassTarget, target_types.PixelTarget, target_types.RegionTarget, target_types.ComponentTarget)
+}
 
 
 def save_explanation(expl: Explanation, path) -> Path:

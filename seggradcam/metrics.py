@@ -150,10 +150,12 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         keys = np.concatenate(pending_keys)
         masks = expl.masks[keys[:, 0], keys[:, 1]]
         classes = expl.classes[keys[:, 0], keys[:, 1]].astype(np.int32)
-        values = np.concatenate([
-            score(batch[i : i + batch_size], masks[i : i + batch_size], classes[i : i + batch_size]).numpy()
-            for i in range(0, len(batch), batch_size)
-        ])
+        values = np.concatenate(
+            [
+                score(batch[i : i + batch_size], masks[i : i + batch_size], classes[i : i + batch_size]).numpy()
+                for i in range(0, len(batch), batch_size)
+            ]
+        )
         for (n, t, l, k), value in zip(keys, values):
             curves[n, t, l, k] = value
         pending_images.clear()

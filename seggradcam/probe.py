@@ -246,8 +246,7 @@ class ModelGraph:
             raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs; seggradcam needs one image input")
         if len(model.outputs) != 1:
             raise ValueError(
-                f"model {model.name!r} has {len(model.outputs)} outputs; pass logits=LAYER_NAME "
-                "to say which score map to explain"
+                f"model {model.name!r} has {len(model.outputs)} outputs; pass logits=LAYER_NAME to say which score map to explain"
             )
         self.model = model
         shape = tuple(model.inputs[0].shape[1:])
@@ -260,9 +259,7 @@ class ModelGraph:
         self.logits = self._resolve_logits(logits, final)
         self._mark_upstream()
         # shallow copies without the fused activation, made eagerly (not inside a trace)
-        self._linear_clones = {
-            info.name: without_activation(info.layer) for info in self.infos if _fused_activation(info.layer)
-        }
+        self._linear_clones = {info.name: without_activation(info.layer) for info in self.infos if _fused_activation(info.layer)}
         self.output_channels = self._logits_shape[-1]
 
     # -- probing ---------------------------------------------------------------------------
@@ -312,10 +309,7 @@ class ModelGraph:
         if isinstance(name, keras.layers.Layer):
             hits = [i for i, record in enumerate(self._leaves) if record["layer"] is name]
             if not hits:
-                raise KeyError(
-                    f"layer object {name.name!r} is not called inside model {self.model.name!r}; "
-                    f"layers are: {self._listing()}"
-                )
+                raise KeyError(f"layer object {name.name!r} is not called inside model {self.model.name!r}; layers are: {self._listing()}")
             return hits[0]
         if not isinstance(name, str):
             raise TypeError(f"a layer must be a name (str) or a keras Layer, got {name!r} ({type(name).__name__})")
@@ -346,15 +340,17 @@ class ModelGraph:
             if activation and not hasattr(last_layer, "kernel"):
                 producer = self._producer_of(self._leaves[last]["args"])
                 spec = LogitsSpec(
-                    last_name, "input", "argmax" if activation == "softmax" else "positive",
-                    f"pre-activation scores: the input of the final {activation} layer "
-                    f"{last_name!r} (the output of {producer!r})",
+                    last_name,
+                    "input",
+                    "argmax" if activation == "softmax" else "positive",
+                    f"pre-activation scores: the input of the final {activation} layer {last_name!r} (the output of {producer!r})",
                 )
             elif activation:
                 spec = LogitsSpec(
-                    last_name, "linear", "argmax" if activation == "softmax" else "positive",
-                    f"pre-activation scores: layer {last_name!r} without its fused {activation} "
-                    "(same weights, linear activation)",
+                    last_name,
+                    "linear",
+                    "argmax" if activation == "softmax" else "positive",
+                    f"pre-activation scores: layer {last_name!r} without its fused {activation} (same weights, linear activation)",
                 )
             else:
                 spec = LogitsSpec(last_name, "output", "argmax", f"the model output (layer {last_name!r} has no final softmax/sigmoid)")
@@ -405,10 +401,17 @@ class ModelGraph:
         infos = []
         for i, record in enumerate(self._leaves):
             shape = tuple(record["outputs"][0].shape[1:]) if record["outputs"] else ()
-            infos.append(LayerInfo(
-                name=self.names[i], path=record["path"], layer=record["layer"], shape=shape,
-                spatial=len(shape) == 3, kind=_kind(record["layer"]), upstream=i in ancestors,
-            ))
+            infos.append(
+                LayerInfo(
+                    name=self.names[i],
+                    path=record["path"],
+                    layer=record["layer"],
+                    shape=shape,
+                    spatial=len(shape) == 3,
+                    kind=_kind(record["layer"]),
+                    upstream=i in ancestors,
+                )
+            )
         self.infos = infos
 
     # -- layer selection ------------------------------------------------------------------------

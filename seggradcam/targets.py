@@ -55,9 +55,7 @@ def _check_reduction(reduction) -> str:
 
 def _as_mask(mask, name: str) -> np.ndarray:
     array = np.asarray(mask)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise TypeError(f"{name} must be a bool or float array, got dtype {array.dtype}")
     if array.ndim != 2:
         raise ValueError(f"{name} must be 2-D (H_out, W_out), got shape {array.shape}")
@@ -73,10 +71,7 @@ def _as_mask(mask, name: str) -> np.ndarray:
 
 def _check_mask_shape(mask: np.ndarray, out_shape: tuple, name: str) -> None:
     if mask.shape != tuple(out_shape):
-        raise ValueError(
-            f"{name} has shape {mask.shape} but the model's output map is {tuple(out_shape)} "
-            "(H_out, W_out)"
-        )
+        raise ValueError(f"{name} has shape {mask.shape} but the model's output map is {tuple(out_shape)} (H_out, W_out)")
 
 
 def _check_truth(target) -> None:
@@ -182,10 +177,7 @@ class ClassTarget(Target):
         _check_reduction(self.reduction)
         if isinstance(self.region, str):
             if self.region not in CLASS_REGIONS:
-                raise ValueError(
-                    f"ClassTarget region must be one of {CLASS_REGIONS} or a mask array, "
-                    f"got {self.region!r}"
-                )
+                raise ValueError(f"ClassTarget region must be one of {CLASS_REGIONS} or a mask array, got {self.region!r}")
         else:
             object.__setattr__(self, "region", _as_mask(self.region, "ClassTarget region mask"))
 
@@ -278,10 +270,7 @@ class RegionTarget(Target):
         _check_truth(self)
         given = [name for name in ("mask", "box", "polygon") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(
-                "RegionTarget needs exactly one of mask=, box= or polygon=; "
-                f"got {given if given else 'none'}"
-            )
+            raise ValueError(f"RegionTarget needs exactly one of mask=, box= or polygon=; got {given if given else 'none'}")
         _check_index(self.class_index, "RegionTarget class_index", allow_none=True)
         _check_reduction(self.reduction)
         if self.mask is not None:
@@ -294,10 +283,7 @@ class RegionTarget(Target):
                 _check_index(value, "RegionTarget box coordinate")
             row0, col0, row1, col1 = box
             if row1 <= row0 or col1 <= col0:
-                raise ValueError(
-                    f"RegionTarget box {box} is empty or reversed: need row0 < row1 and "
-                    "col0 < col1 (ends are exclusive)"
-                )
+                raise ValueError(f"RegionTarget box {box} is empty or reversed: need row0 < row1 and col0 < col1 (ends are exclusive)")
             object.__setattr__(self, "box", tuple(int(v) for v in box))
         if self.polygon is not None:
             vertices = np.asarray(self.polygon, dtype=float)
@@ -332,10 +318,7 @@ class RegionTarget(Target):
         rows, cols = fill_polygon(vertices[:, 0], vertices[:, 1], shape=out_shape)
         region[rows, cols] = 1.0
         if not region.any():
-            raise ValueError(
-                f"RegionTarget polygon {self.polygon!r} covers no pixel of the "
-                f"{height}x{width} output map"
-            )
+            raise ValueError(f"RegionTarget polygon {self.polygon!r} covers no pixel of the {height}x{width} output map")
         return region
 
     def encode(self, out_shape, num_classes):
@@ -380,10 +363,7 @@ class ComponentTarget(Target):
         _check_reduction(self.reduction)
         if isinstance(self.which, str):
             if self.which not in COMPONENT_CHOICES:
-                raise ValueError(
-                    f"ComponentTarget which must be one of {COMPONENT_CHOICES} or an index "
-                    f">= 0, got {self.which!r}"
-                )
+                raise ValueError(f"ComponentTarget which must be one of {COMPONENT_CHOICES} or an index >= 0, got {self.which!r}")
         else:
             _check_index(self.which, "ComponentTarget which")
 
@@ -391,9 +371,7 @@ class ComponentTarget(Target):
         self._check_class(self.class_index, num_classes)
         which = {"largest": WHICH_LARGEST, "smallest": WHICH_SMALLEST}.get(self.which, self.which)
         region = np.ones(out_shape, np.float32)
-        return TargetCode(
-            region, self.class_index, RESTRICT_COMPONENT, int(which), self.reduction == "mean"
-        )
+        return TargetCode(region, self.class_index, RESTRICT_COMPONENT, int(which), self.reduction == "mean")
 
     def _label(self):
         which = self.which if isinstance(self.which, str) else f"object {self.which}"
@@ -508,17 +486,13 @@ def build_masks(logits: tf.Tensor, codes: dict, decision: str) -> dict:
     shape = tf.shape(class_map)
 
     def components():
-        masks, counts = tf.numpy_function(
-            _select_components, [class_map > 0.5, codes["which"]], [tf.float32, tf.int32]
-        )
+        masks, counts = tf.numpy_function(_select_components, [class_map > 0.5, codes["which"]], [tf.float32, tf.int32])
         return tf.reshape(masks, shape), tf.reshape(counts, shape[:2])
 
     def no_components():
         return tf.zeros_like(class_map), tf.zeros(shape[:2], tf.int32)
 
-    component_map, counts = tf.cond(
-        tf.reduce_any(codes["restrict"] == RESTRICT_COMPONENT), components, no_components
-    )
+    component_map, counts = tf.cond(tf.reduce_any(codes["restrict"] == RESTRICT_COMPONENT), components, no_components)
     keep = tf.where(
         restrict == RESTRICT_PREDICTED,
         class_map,

@@ -72,7 +72,9 @@ def overlay_signed(image: np.ndarray, signed: np.ndarray, cmap="RdBu_r", alpha: 
     return base * (1 - weight) + colour * weight
 
 
-def plot_grid(expl, image_index: int = 0, class_names=None, path=None, cmap=None, alpha: float = 0.5, cell: float = 2.0, view: str = "positive"):
+def plot_grid(
+    expl, image_index: int = 0, class_names=None, path=None, cmap=None, alpha: float = 0.5, cell: float = 2.0, view: str = "positive"
+):
     """Draw every target (rows) at every layer (columns) for one image.
 
     Each cell shows the map over the image, the contour of the target's mask (a marker for

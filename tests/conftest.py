@@ -13,6 +13,7 @@ from seggradcam.models import build_unet  # noqa: E402
 
 from .helpers import SMALL  # noqa: E402
 
+
 @pytest.fixture(scope="session")
 def unet_softmax():
     keras.utils.set_random_seed(1)

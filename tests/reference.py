@@ -10,7 +10,6 @@ import numpy as np
 import tensorflow as tf
 from skimage.measure import label
 
-
 _PROBES = {}
 
 

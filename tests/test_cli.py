@@ -54,10 +54,20 @@ def test_explain_bad_arguments_exit_2_with_one_line(tmp_path, extra, message):
 
 def test_explain_writes_png_and_npz(tmp_path):
     sample = str(data_dir() / "samples" / "shapes_0.png")
-    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), sample, "--box", "0,0,64,64", "--layers", "all", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    result = run(
+        "explain",
+        str(data_dir() / "models" / "shapes_unet.keras"),
+        sample,
+        "--box",
+        "0,0,64,64",
+        "--layers",
+        "all",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o" / "shapes_0_grid.png").is_file()
-    import numpy as np
 
     import seggradcam as sgc
 
@@ -73,10 +83,23 @@ def test_explain_a_folder_with_signed_maps(tmp_path):
     folder.mkdir()
     for i in range(2):
         shutil.copy(data_dir() / "samples" / f"shapes_{i}.png", folder)
-    result = run("explain", str(data_dir() / "models" / "shapes_unet.keras"), str(folder), "--component", "1:largest", "--signed", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    result = run(
+        "explain",
+        str(data_dir() / "models" / "shapes_unet.keras"),
+        str(folder),
+        "--component",
+        "1:largest",
+        "--signed",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "shapes_0_explanation.npz", "shapes_0_grid.png", "shapes_1_explanation.npz", "shapes_1_grid.png",
+        "shapes_0_explanation.npz",
+        "shapes_0_grid.png",
+        "shapes_1_explanation.npz",
+        "shapes_1_grid.png",
     ]
 
 

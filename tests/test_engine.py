@@ -9,7 +9,7 @@ import seggradcam as sgc
 from seggradcam.models import build_unet
 
 from .helpers import SMALL, copy_weights
-from .reference import check_explanation, predicted_map, relative_error
+from .reference import check_explanation, relative_error
 
 SOME_LAYERS = ["enc1_conv2", "bottleneck_conv2", "dec2_up", "dec1_conv2", "logits"]
 
@@ -205,7 +205,7 @@ def test_guided_backprop_two_layer_network_against_numpy(separate_relu):
 def test_guided_needs_flag(unet_softmax, images):
     expl = sgc.SegGradCAM(unet_softmax).explain(images[:1], sgc.PixelTarget(1, 1))
     with pytest.raises(ValueError, match="guided=True"):
-        expl.guided_seg_grad_cam
+        _ = expl.guided_seg_grad_cam
 
 
 def test_pre_activation_equals_conv_followed_by_separate_activation():
@@ -237,7 +237,14 @@ def test_loss_target_matches_reference_cross_entropy(unet_softmax, images):
     target = sgc.RegionTarget(mask=mask, class_index=0, ground_truth=truth)
     expl = sgc.SegGradCAM(unet_softmax, layers=["bottleneck_conv2", "dec1_up"]).explain(images[:1], [target, sgc.PixelTarget(1, 1)])
     assert expl.targets[0].describe().endswith("loss")
-    probe = keras.Model(unet_softmax.inputs[0], [unet_softmax.get_layer("bottleneck_conv2").output, unet_softmax.get_layer("dec1_up").output, unet_softmax.get_layer("logits").output])
+    probe = keras.Model(
+        unet_softmax.inputs[0],
+        [
+            unet_softmax.get_layer("bottleneck_conv2").output,
+            unet_softmax.get_layer("dec1_up").output,
+            unet_softmax.get_layer("logits").output,
+        ],
+    )
     with tf.GradientTape() as tape:
         a1, a2, z = probe(images[:1])
         ce = tf.reduce_logsumexp(z[0], axis=-1) - tf.gather(z[0], truth, axis=-1, batch_dims=2)

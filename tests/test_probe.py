@@ -14,9 +14,19 @@ from .helpers import SMALL
 def test_all_lists_spatial_layers_in_model_order_including_decoder(unet_softmax):
     names = [info.name for info in ModelGraph(unet_softmax).candidates]
     assert names == [
-        "enc1_conv1", "enc1_conv2", "enc2_conv1", "enc2_conv2", "bottleneck_conv1",
-        "bottleneck_conv2", "dec2_up", "dec2_conv1", "dec2_conv2", "dec1_up", "dec1_conv1",
-        "dec1_conv2", "logits",
+        "enc1_conv1",
+        "enc1_conv2",
+        "enc2_conv1",
+        "enc2_conv2",
+        "bottleneck_conv1",
+        "bottleneck_conv2",
+        "dec2_up",
+        "dec2_conv1",
+        "dec2_conv2",
+        "dec1_up",
+        "dec1_conv1",
+        "dec1_conv2",
+        "logits",
     ]
 
 
@@ -109,8 +119,12 @@ def test_logits_by_layer_name(unet_softmax, images):
 
 def test_sequential_model():
     model = keras.Sequential(
-        [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
-         keras.layers.Conv2D(2, 1, name="head"), keras.layers.Softmax(name="sm")]
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+            keras.layers.Conv2D(2, 1, name="head"),
+            keras.layers.Softmax(name="sm"),
+        ]
     )
     graph = ModelGraph(model)
     assert [info.name for info in graph.candidates] == ["c1", "head"]

@@ -22,13 +22,15 @@ def random_model(seed, size, channels, classes, width):
     return keras.Model(inputs, keras.layers.Softmax(name="softmax")(x))
 
 
-models = st.fixed_dictionaries(dict(
-    seed=st.integers(0, 10_000),
-    size=st.sampled_from([8, 12, 16]),
-    channels=st.integers(1, 3),
-    classes=st.integers(2, 4),
-    width=st.integers(2, 6),
-))  # models are built in the test body (building seeds keras)
+models = st.fixed_dictionaries(
+    dict(
+        seed=st.integers(0, 10_000),
+        size=st.sampled_from([8, 12, 16]),
+        channels=st.integers(1, 3),
+        classes=st.integers(2, 4),
+        width=st.integers(2, 6),
+    )
+)  # models are built in the test body (building seeds keras)
 
 
 @SETTINGS
@@ -104,7 +106,11 @@ def test_region_raw_map_is_sum_of_pixel_raw_maps(method, options, params, seed):
 
 def test_same_inputs_give_bit_identical_heatmaps(unet_softmax, images):
     explainer = sgc.SegGradCAM(unet_softmax, layers="all")
-    targets = [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(9, 9), sgc.ComponentTarget(int(np.argmax(np.bincount(explainer.explain(images[:1], sgc.PixelTarget(0, 0)).prediction.ravel()))))]
+    targets = [
+        sgc.ClassTarget(0, region="all"),
+        sgc.PixelTarget(9, 9),
+        sgc.ComponentTarget(int(np.argmax(np.bincount(explainer.explain(images[:1], sgc.PixelTarget(0, 0)).prediction.ravel())))),
+    ]
     first = explainer.explain(images[:1], targets)
     for _ in range(3):
         again = explainer.explain(images[:1], targets)
