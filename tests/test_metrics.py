@@ -99,3 +99,12 @@ def test_baselines_keep_shape(baseline):
     assert base.shape == image.shape
     if baseline == "mean":
         np.testing.assert_allclose(base[3, 4], image.mean(axis=(0, 1)), rtol=1e-6)
+
+
+def test_metrics_are_per_layer():
+    heat = np.zeros((1, 1, 2, 2, 2))
+    heat[0, 0, 0, 0, 0] = 1.0  # layer 0 peaks inside the mask
+    heat[0, 0, 1, 1, 1] = 1.0  # layer 1 peaks outside
+    mask = np.array([[1, 0], [0, 0]])
+    np.testing.assert_array_equal(metrics.pointing_game(heat, mask)[0, 0], [1.0, 0.0])
+    np.testing.assert_array_equal(metrics.energy_inside(heat, mask)[0, 0], [1.0, 0.0])
