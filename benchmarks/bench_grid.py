@@ -133,6 +133,11 @@ def run_config(name, runs, naive_runs):
     }
     result["forward_s"] = median_time(lambda: forward(images).numpy(), runs)
     result["grid_s"] = median_time(lambda: explainer.explain(images, targets).heatmaps, runs)
+    if naive_runs == 0:  # baselines skipped
+        result.update(naive_s=None, keras_vis_s=None, keras_vis_note="baselines skipped (--naive-runs 0)")
+        result.update(runs=runs, naive_runs=0, traces=explainer.engine.trace_count)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return result
     result["naive_s"] = median_time(naive_grid(model, explainer.layers, images, num_classes), naive_runs)
     vis, note = keras_vis_grid(model, explainer.layers, images, num_classes)
     result["keras_vis_s"] = median_time(vis, naive_runs, warmup=0) if vis else None
@@ -152,14 +157,15 @@ def table(results):
     ]
     for r in results:
         ba = r["grid_s"] / r["forward_s"]
-        cb = r["naive_s"] / r["grid_s"]
+        cb = f"{r['naive_s'] / r['grid_s']:.1f}" if r["naive_s"] else "n/a"
+        naive = f"{r['naive_s']:.2f} s" if r["naive_s"] else "n/a"
         db = f"{r['keras_vis_s'] / r['grid_s']:.1f}" if r["keras_vis_s"] else "n/a"
         dv = f"{r['keras_vis_s']:.3f} s" if r["keras_vis_s"] else "n/a"
         floor = 1.3 * (1 + r["classes"])
         lines.append(
             f"| {r['config']} ({r['size']}) | {r['parameters'] / 1e6:.2f}M | {r['classes']} x {r['layers']} "
-            f"| {r['forward_s'] * 1e3:.1f} ms | {r['grid_s'] * 1e3:.0f} ms | {r['naive_s']:.2f} s | {dv} "
-            f"| {ba:.2f} | {floor:.1f} | {cb:.1f} | {db} | {r['peak_rss_mb']:.0f} MB |"
+            f"| {r['forward_s'] * 1e3:.1f} ms | {r['grid_s'] * 1e3:.0f} ms | {naive} | {dv} "
+            f"| {ba:.2f} | {floor:.1f} | {cb} | {db} | {r['peak_rss_mb']:.0f} MB |"
         )
     notes = sorted({r["keras_vis_note"] for r in results if r["keras_vis_note"]})
     return "\n".join(lines + [f"\n(d): {note}" for note in notes])
@@ -169,7 +175,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), help="run one configuration in this process")
     parser.add_argument("--runs", type=int, default=10, help="timed runs of (a) and (b) (default 10)")
-    parser.add_argument("--naive-runs", type=int, default=10, help="timed runs of (c) and (d) (default 10)")
+    parser.add_argument("--naive-runs", type=int, default=10, help="timed runs of (c) and (d) (default 10; 0 skips them)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.config:
