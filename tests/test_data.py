@@ -95,3 +95,11 @@ def test_shipped_sample_bundles_match_pngs():
     np.testing.assert_array_equal(bundle["labels"][0], mask)
     with pytest.raises(KeyError, match="available"):
         data.load_samples("nope")
+
+
+def test_as_dataset_batches_images_and_int_labels():
+    images, labels = data.texture_shapes(5, size=32, seed=0)
+    batches = list(data.as_dataset(images, labels, batch_size=2, shuffle=False))
+    assert [b[0].shape[0] for b in batches] == [2, 2, 1]
+    np.testing.assert_array_equal(batches[0][1].numpy(), labels[:2].astype(np.int32))
+    np.testing.assert_array_equal(batches[2][0].numpy(), images[4:])
