@@ -146,15 +146,24 @@ def texture_shapes(n: int, size: int = 128, seed: int = 0, max_shapes: int = 3) 
         >>> sorted(set(labels.ravel())) <= [0, 1, 2, 3]
         True
     """
+
+    def draw(rng):
+        kinds = rng.integers(1, 4, size=rng.integers(1, max_shapes + 1))
+        return _place_apart(rng, [int(kind) for kind in kinds], size, np.zeros((size, size), bool))
+
+    return _generate(n, size, seed, draw)
+
+
+def _generate(n: int, size: int, seed: int, draw) -> tuple[np.ndarray, np.ndarray]:
+    """The loop shared by the generators: per image a background texture, then
+    ``draw(rng)`` -> [(mask, class), ...], composed by :func:`_compose`."""
     _check_count(n, size)
     rng = np.random.default_rng(seed)
     images = np.zeros((n, size, size, 3), np.float32)
     labels = np.zeros((n, size, size), np.uint8)
     for i in range(n):
         background = TEXTURES[rng.integers(len(TEXTURES))]
-        kinds = rng.integers(1, 4, size=rng.integers(1, max_shapes + 1))
-        objects = _place_apart(rng, [int(kind) for kind in kinds], size, np.zeros((size, size), bool))
-        images[i], labels[i] = _compose(rng, size, background, objects)
+        images[i], labels[i] = _compose(rng, size, background, draw(rng))
     return images, labels
 
 
@@ -197,15 +206,12 @@ def texture_digits(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, n
         >>> images.shape
         (3, 64, 64, 3)
     """
-    _check_count(n, size)
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, size, size, 3), np.float32)
-    labels = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        background = TEXTURES[rng.integers(len(TEXTURES))]
+
+    def draw(rng):
         digit = int(rng.integers(10))
-        images[i], labels[i] = _compose(rng, size, background, [(_digit_mask(rng, digit, size), digit + 1)])
-    return images, labels
+        return [(_digit_mask(rng, digit, size), digit + 1)]
+
+    return _generate(n, size, seed, draw)
 
 
 def bias_tile(size: int = 128) -> np.ndarray:
