@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["seggradcam", "seggradcam.*"]),
+    package_data={"seggradcam.data": ["README.md", "models/*.keras", "models/*.json", "samples/*.npz", "samples/*.png"]},
+    include_package_data=False,
     install_requires=[
         "tensorflow-cpu==2.21.0",
         "keras>=3.10",

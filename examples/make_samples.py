@@ -1,4 +1,4 @@
-"""Write the sample images that ship in data/samples: ``python examples/make_samples.py``.
+"""Write the sample images that ship in seggradcam/data/samples: ``python examples/make_samples.py``.
 
 For each dataset: PNG images (``<set>_<i>.png``), ground-truth label PNGs (pixel value = class,
 ``<set>_<i>_mask.png``) and one npz bundle (``<set>.npz``) with images, labels and class names.
@@ -11,7 +11,7 @@ import numpy as np
 
 from seggradcam.data import DIGIT_CLASSES, SHAPE_CLASSES, biased_shapes, texture_digits, texture_shapes
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "seggradcam" / "data" / "samples"
 SEED = 728  # chosen so that shapes sample 0 shows all three shape classes
 
 

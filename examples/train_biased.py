@@ -3,7 +3,7 @@
 Trained on ``biased_shapes``: every image with a disk shows the checkerboard texture in its
 top-left tile. The script then measures the disk IoU on a held-out biased set and on the
 same images with the tile texture swapped; the drop shows the model uses the shortcut.
-Writes data/models/biased_unet.keras and biased_unet.json.
+Writes seggradcam/data/models/biased_unet.keras and biased_unet.json.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Train the shipped digits U-Net: ``python examples/train_digits.py`` (about 10 min on 2 cores).
 
-Writes data/models/digits_unet.keras and digits_unet.json (how it was made, held-out IoU).
+Writes seggradcam/data/models/digits_unet.keras and digits_unet.json (how it was made, held-out IoU).
 """
 
 import argparse

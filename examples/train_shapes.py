@@ -1,6 +1,6 @@
 """Train the shipped shapes U-Net: ``python examples/train_shapes.py`` (about 20 min on 2 cores).
 
-Writes data/models/shapes_unet.keras and shapes_unet.json (how it was made, held-out IoU).
+Writes seggradcam/data/models/shapes_unet.keras and shapes_unet.json (how it was made, held-out IoU).
 """
 
 import argparse

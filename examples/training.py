@@ -14,7 +14,7 @@ import numpy as np
 
 from seggradcam.data import mean_iou
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "data" / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "seggradcam" / "data" / "models"
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

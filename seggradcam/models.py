@@ -123,7 +123,7 @@ def load_model(path, safe_mode: bool = True) -> keras.Model:
 
 
 def load_pretrained(name: str) -> keras.Model:
-    """Load a model that ships in data/models (safe mode on, not compiled).
+    """Load a model that ships with the package (seggradcam/data/models) (safe mode on, not compiled).
 
     Args:
         name: one of ``"shapes_unet"``, ``"digits_unet"``, ``"biased_unet"``.

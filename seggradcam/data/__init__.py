@@ -1,4 +1,4 @@
-"""Synthetic segmentation data made on the spot, and the samples and models that ship in data/.
+"""Synthetic segmentation data made on the spot, and the samples and models that ship with the package.
 
 Three generators, all deterministic from a seed and returning numpy arrays:
 
@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import functools
-import os
+import importlib.resources
 from pathlib import Path
 
 import cv2
@@ -289,19 +289,23 @@ def as_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int = 16, shu
 
 
 def data_dir() -> Path:
-    """The folder with shipped samples and models: ``$SEGGRADCAM_DATA`` or the repository's data/."""
-    env = os.environ.get("SEGGRADCAM_DATA")
-    folder = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
+    """The folder inside the installed package that holds the shipped ``models/`` and ``samples/``.
+
+    Example:
+        >>> (data_dir() / "models" / "shapes_unet.keras").is_file()
+        True
+    """
+    folder = Path(str(importlib.resources.files(__name__)))
     if not (folder / "models").is_dir():
         raise FileNotFoundError(
-            f"shipped data not found in {folder}: install seggradcam from its repository with "
-            "`pip install -e .`, or set SEGGRADCAM_DATA to the repository's data/ folder"
+            f"the shipped models and samples are missing from {folder}: the package was installed "
+            "without its package data; reinstall it with `pip install seggradcam`"
         )
     return folder
 
 
 def load_samples(name: str = "shapes") -> dict:
-    """The sample bundle ``data/samples/<name>.npz``: images, labels and class names.
+    """The shipped sample bundle ``samples/<name>.npz``: images, labels and class names.
 
     Example:
         >>> samples = load_samples("shapes")            # doctest: +SKIP
