@@ -2,14 +2,17 @@
 
 Example:
     >>> import seggradcam as sgc
-    >>> expl = sgc.SegGradCAM(model, layers="all").explain(images, [1, 2])   # doctest: +SKIP
+    >>> model = sgc.models.load_pretrained("shapes_unet")
+    >>> expl = sgc.SegGradCAM(model, layers="all").explain(sgc.data.load_samples("shapes")["images"][0], [1, 2])
+    >>> expl.heatmaps.shape[:3]
+    (1, 2, 13)
 """
 
-from .diagnostics import Diagnosis, EmptyMapWarning, ProbabilityWarning, SegGradCAMWarning
+from .diagnostics import Diagnosis
 from .explainer import SegGradCAM, seg_grad_cam
-from .explanation import Explanation
-from .io import load_explanation, save_explanation
+from .explanation import Explanation, load_explanation, save_explanation
 from .targets import ClassTarget, ComponentTarget, PixelTarget, RegionTarget, Target
+from .warning_types import EmptyMapWarning, ProbabilityWarning, SegGradCAMWarning
 
 __all__ = [
     "ClassTarget",

@@ -112,17 +112,17 @@ def cmd_explain(args) -> int:
 
 
 def cmd_layers(args) -> int:
+    from seggradcam.model_access import ModelAccess
     from seggradcam.models import load_model
-    from seggradcam.probe import ModelGraph
 
-    graph = ModelGraph(load_model(args.model, safe_mode=not args.unsafe))
-    auto = graph.auto_layer().name
-    decoder = {info.name for info in graph.decoder_layers()}
+    access = ModelAccess(load_model(args.model, safe_mode=not args.unsafe))
+    auto = access.auto_layer().name
+    decoder = {site.name for site in access.decoder_layers()}
     print(f"{'layer':<28} {'type':<18} {'output shape':<16} note")
-    for info in graph.candidates:
-        note = "auto (bottleneck)" if info.name == auto else ("decoder" if info.name in decoder else "")
-        print(f"{info.name:<28} {type(info.layer).__name__:<18} {str(info.shape):<16} {note}")
-    print(f"explained scores: {graph.logits.description}")
+    for site in access.candidates():
+        note = "auto (bottleneck)" if site.name == auto else ("decoder" if site.name in decoder else "")
+        print(f"{site.name:<28} {site.layer_type:<18} {str(site.shape):<16} {note}")
+    print(f"explained scores: {access.scores.description}")
     return 0
 
 
@@ -131,15 +131,15 @@ def cmd_demo(args) -> int:
     from seggradcam.data import SHAPE_CLASSES, load_samples
     from seggradcam.diagnostics import negative_weight_share
     from seggradcam.metrics import energy_inside
+    from seggradcam.model_access import ModelAccess
     from seggradcam.models import load_pretrained
-    from seggradcam.probe import ModelGraph
     from seggradcam.viz import plot_grid
 
     start = time.perf_counter()
     model = load_pretrained("shapes_unet")
     image = load_samples("shapes")["images"][args.sample]
-    graph = ModelGraph(model)
-    layers = [graph.auto_layer().name] + [info.name for info in graph.decoder_layers()]
+    access = ModelAccess(model)
+    layers = [access.auto_layer().name] + [site.name for site in access.decoder_layers()]
     explainer = sgc.SegGradCAM(model, layers=layers)
     prediction = explainer.predict(image)[0]
     classes = [int(c) for c in np.unique(prediction) if c != 0]

@@ -16,19 +16,11 @@ import dataclasses
 
 import numpy as np
 
+__all__ = ["Diagnosis", "diagnose", "empty_map_summary", "empty_maps", "negative_weight_share", "EMPTY_RELATIVE"]
+
 EMPTY_RELATIVE = 1e-6  # a ReLU'd map whose max is below this share of max|signed| is empty
-
-
-class SegGradCAMWarning(UserWarning):
-    """Base class of every warning seggradcam emits."""
-
-
-class ProbabilityWarning(SegGradCAMWarning):
-    """The explained scores are probabilities (after a softmax/sigmoid), not logits."""
-
-
-class EmptyMapWarning(SegGradCAMWarning):
-    """Some heatmaps are all zeros after the ReLU."""
+MOSTLY_REMOVED = 0.5  # above this share of removed mass, a map is called "mostly negative"
+SUMMARY_LAYERS = 4  # layers named in the one-line warning before "and N more"
 
 
 def negative_weight_share(weights: dict, layers: list) -> np.ndarray:
@@ -90,7 +82,7 @@ class Diagnosis:
                 "expl.signed (what the ReLU hid) and expl.counterfactual (what would lower the "
                 "score), try an earlier layer, or the layer's pre-activation ('NAME:pre')."
             )
-        if removed > 0.5:
+        if removed > MOSTLY_REMOVED:
             return head + ". Most evidence is negative: compare with expl.signed and expl.counterfactual."
         return head + "."
 
@@ -127,7 +119,9 @@ def diagnose(raw: dict, weights: dict, layers: list, targets: list) -> Diagnosis
     """Negative-gradient analysis of raw maps and weights (see :class:`Diagnosis`).
 
     Example:
-        >>> expl.diagnose().empty.any()    # doctest: +SKIP
+        >>> raw = {"a": np.array([[[[-1.0, -2.0]]]])}
+        >>> diagnose(raw, {"a": np.array([[[-0.5]]])}, ["a"], [sgc.ClassTarget(0)]).empty.tolist()
+        [[[True]]]
     """
     positive = np.stack([np.maximum(raw[name], 0).sum(axis=(-2, -1)) for name in layers], axis=-1)
     negative = np.stack([np.maximum(-raw[name], 0).sum(axis=(-2, -1)) for name in layers], axis=-1)
@@ -155,8 +149,8 @@ def empty_map_summary(empty: np.ndarray, layers: list, targets: list) -> str | N
         if hit:
             labels = ", ".join(targets[j].describe() for j in hit)
             parts.append(f"layer {name!r} for {labels}")
-    if len(parts) > 4:
-        parts = parts[:4] + [f"and {len(parts) - 4} more layer(s)"]
+    if len(parts) > SUMMARY_LAYERS:
+        parts = parts[:SUMMARY_LAYERS] + [f"and {len(parts) - SUMMARY_LAYERS} more layer(s)"]
     return (
         f"{int(empty.sum())} of {empty.size} heatmap(s) are empty after the ReLU (all channel "
         f"evidence negative): {'; '.join(parts)}. Call expl.diagnose() for details, and see "

@@ -1,148 +1,184 @@
 """The compiled core: one forward pass, all targets, all layers.
 
 For a batch of N images and T targets, :class:`Engine` runs one ``tf.function`` that
-1. runs the model once, exposing the requested layers' activations A_l and the score map Z;
-2. builds every target's weight mask W_t from that same prediction (``targets.build_masks``);
-3. computes the scores S[n, t] = sum_{i,j} W[n, t, i, j] * Z[n, i, j, c(n, t)];
-4. takes the Jacobian of sum_n S[:, t] with respect to all A_l at once, vectorised over the
-   T targets with ``pfor`` (one batched backward pass, no Python loop over targets or layers;
-   summing over images is exact because images in a batch do not interact at inference);
-5. turns gradients into weights and maps with the chosen method, and upsamples them.
+1. runs the model once (``ModelAccess.forward``), exposing the chosen layers' activations
+   A_l and the explained scores Z;
+2. builds every target's mask from that same prediction (``seggradcam.masks``);
+3. computes the scores y[n, t] (``seggradcam.scoring``);
+4. takes the gradients of every target's score with respect to all layers at once, by one
+   of the strategies below; summing y over images first is exact because images in a batch
+   do not interact at inference;
+5. turns gradients into weights and signed maps with the chosen method, and upsamples them.
 
-Calls with the same image shape and number of targets reuse the traced graph.
+Gradient strategies (``strategy=``), all inside the same traced graph:
+    ``"loop"``: one backward pass per target, unrolled in the graph (T gradient calls on one
+        persistent tape, each with a one-hot cotangent over the targets).
+    ``"pfor"``: the T backward passes vectorised into one with ``pfor`` (``tape.jacobian``).
+See ``benchmarks/README.md`` for which is faster where; ``"auto"`` picks ``"loop"``.
+
+Calls with the same image shape, the same number of targets and the same target
+features (loss, components) reuse the traced graph.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from . import postprocess
-from .methods import get_method
-from .probe import ModelGraph
-from .targets import build_masks
+from .encoding import EncodedTargets
+from .layer_choice import ChosenLayer
+from .masks import build_masks, predicted_labels
+from .methods import BoundMethod, get_method
+from .model_access import ModelAccess
+from .scoring import cross_entropy, pixel_values, target_scores
+
+__all__ = ["Engine", "PassResult", "STRATEGIES"]
+
+STRATEGIES = ("auto", "loop", "pfor")
+
+
+class PassResult(NamedTuple):
+    """What one compiled pass returns (tensors; the explainer turns them into numpy).
+
+    Attributes:
+        scores: (N, T) the explained scores y.
+        masks: (N, T, H_out, W_out) the weights over output pixels actually used.
+        class_index: (N, T) the class explained.
+        components: (N, T) connected objects found (component targets).
+        prediction: (N, H_out, W_out) predicted labels.
+        weights: per layer, (N, T, k) channel weights.
+        raw: per layer, (N, T, h, w) signed maps.
+        heatmaps: (N, T, L, H, W) ReLU'd, upsampled, scaled maps.
+    """
+
+    scores: tf.Tensor
+    masks: tf.Tensor
+    class_index: tf.Tensor
+    components: tf.Tensor
+    prediction: tf.Tensor
+    weights: tuple
+    raw: tuple
+    heatmaps: tf.Tensor
 
 
 class Engine:
     """Computes Seg-Grad-CAM for many targets and layers in one compiled pass.
 
     Args:
-        graph: the probed model.
-        layers: names of the layers to explain, in output order.
-        method: a method name from ``seggradcam.methods.METHODS``.
-        method_options: options of the method (``pool_size``, ``pool`` for XRes).
+        access: the model's :class:`~seggradcam.model_access.ModelAccess`.
+        layers: the feature maps to explain, in output order.
+        method: a method bound to its options (``seggradcam.methods.get_method``).
+        strategy: how gradients are taken, one of ``STRATEGIES``.
 
     Example:
-        >>> engine = Engine(ModelGraph(model), ["bottleneck"])    # doctest: +SKIP
-        >>> out = engine.run(images, codes)                          # doctest: +SKIP
+        >>> from seggradcam.encoding import encode_targets
+        >>> access = ModelAccess(sgc.models.build_unet((32, 32, 3), num_classes=3, filters=(4, 8, 16)))
+        >>> engine = Engine(access, access.choose_layers("auto"))
+        >>> result = engine.run(np.zeros((1, 32, 32, 3), np.float32), encode_targets([sgc.PixelTarget(0, 0)], (32, 32), 3))
+        >>> result.heatmaps.shape
+        TensorShape([1, 1, 1, 32, 32])
     """
 
-    def __init__(self, graph: ModelGraph, layers: list[str], method: str = "seg-grad-cam", method_options: dict | None = None):
-        self.graph = graph
-        self.layers = list(layers)
-        self.method = method
-        self._weigh = get_method(method, method_options)
+    def __init__(self, access: ModelAccess, layers: tuple, method: BoundMethod | None = None, strategy: str = "auto"):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        self.access = access
+        self.layers: tuple[ChosenLayer, ...] = tuple(layers)
+        self.method = method or get_method("seg-grad-cam")
+        self.strategy = "loop" if strategy == "auto" else strategy
         self.trace_count = 0
+        # functions of this engine only: traces are never shared between explainers
+        self._explain = tf.function(self._explain_pass, autograph=False)
+        self._guided = tf.function(self._guided_pass, autograph=False)
+        self._predict = tf.function(self._predict_pass, autograph=False)
+        self._fixed = tf.function(self._fixed_pass, autograph=False, reduce_retracing=True)
 
-        # fresh functions per engine: traces stay separate between explainers
-        def explain_pass(images, codes, with_loss):
-            return self._pass(images, codes, with_loss)
+    # -- public calls -----------------------------------------------------------------------
+    def run(self, images, targets: EncodedTargets) -> PassResult:
+        """Explain a batch of (N, H, W, C) float32 images for the encoded targets."""
+        return self._explain(tf.convert_to_tensor(images, tf.float32), _tensors(targets), targets.any_loss, targets.any_components)
 
-        def guided_pass(images, codes, with_loss):
-            return self._guided(images, codes, with_loss)
-
-        def predict_pass(images):
-            return self._prediction(self.graph.forward(images, [])[1])
-
-        self._compiled = tf.function(explain_pass, autograph=False)
-        self._compiled_guided = tf.function(guided_pass, autograph=False)
-        self._compiled_predict = tf.function(predict_pass, autograph=False)
+    def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
+        """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
+        return self._guided(tf.convert_to_tensor(images, tf.float32), _tensors(targets), targets.any_loss, targets.any_components)
 
     def predict(self, images) -> tf.Tensor:
-        """The predicted label map (N, H', W') from one forward pass, no gradients."""
-        return self._compiled_predict(tf.convert_to_tensor(images, tf.float32))
+        """The predicted label map (N, H_out, W_out) from one forward pass, no gradients."""
+        return self._predict(tf.convert_to_tensor(images, tf.float32))
 
-    def run(self, images, codes: dict) -> dict:
-        """Explain a batch. ``codes`` are the arrays from ``targets.encode_targets``.
+    def scores_with_masks(self, images, masks, class_index, truth=None, has_truth=None) -> tf.Tensor:
+        """Scores (N,) of one target per image with a given mask (N, H_out, W_out) and class (N,).
 
-        Returns:
-            A dict of tensors: ``scores`` (N, T), ``masks`` (N, T, H', W'), ``class_index``
-            (N, T), ``components`` (N, T), ``prediction`` (N, H', W'), ``heatmaps``
-            (N, T, L, H, W), and per layer ``weights/<name>`` (N, T, k), ``raw/<name>``
-            (N, T, h, w).
+        ``truth`` (N, H_out, W_out) and ``has_truth`` (N,) make a row score the loss against
+        the labels instead, as for a target with ground truth.
         """
-        return self._compiled(*self._arguments(images, codes))
+        images = tf.convert_to_tensor(images, tf.float32)
+        masks = tf.convert_to_tensor(masks, tf.float32)
+        class_index = tf.convert_to_tensor(class_index, tf.int32)
+        if truth is None:
+            truth = tf.zeros(tf.shape(masks), tf.int32)
+            has_truth = tf.zeros(tf.shape(class_index), tf.bool)
+        return self._fixed(images, masks, class_index, tf.convert_to_tensor(truth, tf.int32), tf.convert_to_tensor(has_truth, tf.bool))
 
-    def guided_gradients(self, images, codes: dict) -> tf.Tensor:
-        """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
-        return self._compiled_guided(*self._arguments(images, codes))
-
-    @staticmethod
-    def _arguments(images, codes):
-        tensors = {key: tf.convert_to_tensor(value) for key, value in codes.items()}
-        with_loss = bool((codes["loss"] > 0).any())
-        return tf.convert_to_tensor(images, tf.float32), tensors, with_loss
-
-    def _scores(self, logits, codes, with_loss):
-        """Masks and scores S (N, T) of every target, from one prediction."""
-        built = build_masks(logits, codes, self.graph.logits.decision)
-        pixel_scores = tf.gather(logits, built["class_index"], axis=3, batch_dims=1)  # (N, H', W', T)
-        if with_loss:
-            pixel_scores = tf.where(codes["loss"] > 0, self._pixel_losses(logits, codes["truth"]), pixel_scores)
-        scores = tf.einsum("nhwt,nthw->nt", pixel_scores, built["masks"])
-        return built, scores
-
-    def _pixel_losses(self, logits, truth):
-        """Per-pixel cross-entropy of the logits against each target's ground truth: (N, H', W', T)."""
-        truth = tf.transpose(truth, [1, 2, 0])[tf.newaxis]  # (1, H', W', T)
-        if self.graph.output_channels == 1:
-            z = logits[..., :1]
-            return tf.nn.softplus(z) - tf.cast(truth, z.dtype) * z
-        truth = tf.broadcast_to(truth, tf.concat([tf.shape(logits)[:3], tf.shape(truth)[3:]], axis=0))
-        true_logit = tf.gather(logits, truth, axis=3, batch_dims=3)
-        return tf.reduce_logsumexp(logits, axis=-1, keepdims=True) - true_logit
-
-    def _pass(self, images, codes, with_loss):
+    # -- the traced functions -------------------------------------------------------------------
+    def _explain_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool) -> PassResult:
         self.trace_count += 1
-        with tf.GradientTape(persistent=True) as tape:
-            acts, logits = self.graph.forward(images, self.layers, on_capture=tape.watch)
-            built, scores = self._scores(logits, codes, with_loss)
+        watchable = images.dtype.is_floating
+        with tf.GradientTape(persistent=self.strategy == "loop", watch_accessed_variables=False) as tape:
+            if watchable:
+                tape.watch(images)
+            run = self.access.forward(images, self.layers, watch=tape.watch)
+            built, scores = self._scores(run.scores, targets, with_loss, with_components)
             per_target = tf.reduce_sum(scores, axis=0)
-        sources = [acts[name] for name in self.layers]
-        grads = tape.jacobian(
-            per_target,
-            sources,
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-            experimental_use_pfor=True,
-        )
+        grads = self._gradients(tape, per_target, list(run.activations), targets.class_index.shape[0])
         size = tf.shape(images)[1:3]
-        out = {
-            "scores": scores,
-            "masks": built["masks"],
-            "class_index": built["class_index"],
-            "components": built["components"],
-            "prediction": self._prediction(logits),
-        }
-        heatmaps = []
-        for name, grad, act in zip(self.layers, grads, sources):
-            weights, raw = self._weigh(grad, act)
-            out[f"weights/{name}"] = weights
-            out[f"raw/{name}"] = raw
-            heatmaps.append(postprocess.heatmap(raw, size))
-        out["heatmaps"] = tf.stack(heatmaps, axis=2)
-        return out
+        weights, raw, heatmaps = [], [], []
+        for grad, act in zip(grads, run.activations):
+            layer_weights, layer_raw = self.method.apply(grad, act)
+            weights.append(layer_weights)
+            raw.append(layer_raw)
+            heatmaps.append(postprocess.heatmap(layer_raw, size))
+        prediction = predicted_labels(run.scores, self.access.scores.decision)
+        return PassResult(scores, built.masks, built.class_index, built.components, prediction, tuple(weights), tuple(raw), tf.stack(heatmaps, axis=2))
 
-    def _guided(self, images, codes, with_loss):
-        with tf.GradientTape(persistent=True) as tape:
+    def _gradients(self, tape, per_target, sources: list, num_targets: int) -> list:
+        """d per_target[t] / d source for every target and source: a list of (T, N, ...) tensors."""
+        if self.strategy == "pfor":
+            return tape.jacobian(per_target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
+        rows = []
+        for t in range(num_targets):
+            cotangent = tf.one_hot(t, num_targets, dtype=per_target.dtype)
+            rows.append(tape.gradient(per_target, sources, output_gradients=cotangent, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+        return [tf.stack([row[i] for row in rows]) for i in range(len(sources))]
+
+    def _scores(self, explained, targets: EncodedTargets, with_loss: bool, with_components: bool):
+        built = build_masks(explained, targets, self.access.scores.decision, with_components)
+        if with_loss:
+            values = pixel_values(explained, built.class_index, targets.truth, targets.has_truth)
+        else:
+            values = pixel_values(explained, built.class_index)
+        return built, target_scores(values, built.masks)
+
+    def _guided_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(images)
-            _, logits = self.graph.forward(images, [], guided=True)
-            _, scores = self._scores(logits, codes, with_loss)
+            run = self.access.forward(images, guided=True)
+            _, scores = self._scores(run.scores, targets, with_loss, with_components)
             per_target = tf.reduce_sum(scores, axis=0)
         grads = tape.jacobian(per_target, images, experimental_use_pfor=True)  # (T, N, H, W, C)
         return tf.transpose(grads, [1, 0, 2, 3, 4])
 
-    def _prediction(self, logits):
-        """Label map: argmax over classes; for a one-channel head, 1 where foreground."""
-        if self.graph.output_channels > 1:
-            return tf.argmax(logits, axis=-1, output_type=tf.int32)
-        threshold = 0.5 if self.graph.logits.decision == "half" else 0.0
-        return tf.cast(logits[..., 0] > threshold, tf.int32)
+    def _predict_pass(self, images):
+        return predicted_labels(self.access.forward(images).scores, self.access.scores.decision)
+
+    def _fixed_pass(self, images, masks, class_index, truth, has_truth):
+        explained = self.access.forward(images).scores
+        chosen = tf.gather(explained, class_index[:, tf.newaxis], axis=3, batch_dims=1)[..., 0]
+        values = tf.where(has_truth[:, tf.newaxis, tf.newaxis], cross_entropy(explained, truth), chosen)
+        return tf.reduce_sum(values * masks, axis=[1, 2])
+
+
+def _tensors(targets: EncodedTargets) -> EncodedTargets:
+    return EncodedTargets(*(tf.convert_to_tensor(array) for array in targets))

@@ -2,76 +2,107 @@
 
 from __future__ import annotations
 
+import bisect
+import threading
 import warnings
+import weakref
 
 import keras
 import numpy as np
 
-from .diagnostics import EmptyMapWarning, empty_map_summary, empty_maps
+from .diagnostics import empty_map_summary, empty_maps
+from .encoding import EncodedTargets, Restriction, encode_targets
 from .engine import Engine
 from .explanation import Explanation
 from .inputs import as_image_batch
-from .probe import ModelGraph
-from .targets import (
-    RESTRICT_COMPONENT,
-    WHICH_LARGEST,
-    WHICH_SMALLEST,
-    Target,
-    as_target_list,
-    encode_targets,
-)
+from .methods import get_method
+from .model_access import ModelAccess
+from .targets import Target, as_target_list
+from .warning_types import EmptyMapWarning
 
-DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the vectorised backward pass of one chunk
+__all__ = ["SegGradCAM", "seg_grad_cam", "DEFAULT_MAX_MEMORY", "TARGET_BUCKETS"]
+
+DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the backward pass of one chunk
+# Numbers of targets a pass is compiled for: a call with T targets runs at the smallest
+# bucket >= T (the last target repeated, results dropped), so a new T rarely recompiles.
+TARGET_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+BACKWARD_COPIES = 3  # the planner's estimate: bytes of the backward pass per image and target
+                     # are this many times the bytes of all layer outputs (measured, see benchmarks/)
+BYTES_PER_MAP_VALUE = 8  # a heatmap value: float32 in the pass plus its numpy copy
+
+
+def bucket_size(count: int) -> int:
+    """The number of targets a pass with ``count`` targets is compiled for.
+
+    Example:
+        >>> [bucket_size(n) for n in (1, 5, 7, 13, 200)]
+        [1, 6, 8, 16, 200]
+    """
+    position = bisect.bisect_left(TARGET_BUCKETS, count)
+    return TARGET_BUCKETS[position] if position < len(TARGET_BUCKETS) else count
 
 
 class SegGradCAM:
     """Explain a Keras segmentation model with Seg-Grad-CAM.
 
     Args:
-        model: a functional or Sequential ``keras.Model`` whose output is a (H', W', C)
-            score map per image. Nested functional/Sequential sub-models are supported.
-        layers: ``"auto"`` (the bottleneck: the smallest feature map, ties to the last in
-            model order), ``"all"`` (every convolution, transposed convolution and
-            activation layer on the path to the scores, nested ones included), a layer
-            name (plain, or ``"submodel/layer"``), a keras Layer, or a list of those.
-        logits: ``"auto"`` (explain the scores before a final softmax/sigmoid, whether it is
-            a separate layer or fused into the last convolution), a layer name whose output
-            is the score map, or ``None`` (explain the output as it is).
-            A layer with a fused activation can be explained before it: ``"name:pre"``.
-        method: how gradients become maps: ``"seg-grad-cam"`` (default),
-            ``"seg-hires-grad-cam"``, ``"seg-xres-grad-cam"`` or ``"seg-grad-cam++"``
-            (see ``seggradcam.methods``).
-        method_options: options of the method, e.g. ``{"pool_size": 4, "pool": "max"}``
-            for ``"seg-xres-grad-cam"``.
+        model: a functional or Sequential ``keras.Model`` whose output is a (H', W', C) score
+            map per image. Nested sub-models, custom layers (their sub-layers included),
+            shared layers, mixed precision and several outputs (with ``logits=NAME``) are
+            supported.
+        layers: ``"auto"`` (the bottleneck: the smallest informative feature map, ties to the
+            last), ``"all"`` (every convolution, transposed convolution and activation on the
+            path to the scores, nested ones included), a layer name (plain, a path
+            ``"submodel/layer"``, ``"name@1"`` for a second call of a shared layer, or
+            ``"name:pre"`` for the output before a fused activation), a keras Layer, or a list.
+        logits: ``"auto"`` (explain the scores before a final softmax/sigmoid, separate or
+            fused), a layer name whose output is the score map, or ``None`` (the output as is).
+        method: ``"seg-grad-cam"`` (default), ``"seg-hires-grad-cam"``, ``"seg-xres-grad-cam"``
+            or ``"seg-grad-cam++"`` (see ``seggradcam.methods``).
+        method_options: options of the method, e.g. ``{"pool_size": 4, "pool": "max"}``.
+        strategy: how gradients are taken (``seggradcam.engine.STRATEGIES``); ``"auto"`` is best.
 
     Example:
-        >>> explainer = SegGradCAM(model, layers="all")          # doctest: +SKIP
-        >>> expl = explainer.explain(images, [1, PixelTarget(5, 9)])  # doctest: +SKIP
+        >>> model = sgc.models.load_pretrained("shapes_unet")
+        >>> explainer = SegGradCAM(model, layers=["bottleneck_conv2", "dec1_conv2"])
+        >>> image = sgc.data.load_samples("shapes")["images"][0]
+        >>> expl = explainer.explain(image, [1, sgc.PixelTarget(40, 17)])
+        >>> expl.heatmaps.shape
+        (1, 2, 2, 128, 128)
     """
 
-    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam", method_options: dict | None = None):
-        self.graph = ModelGraph(model, logits=logits)
-        self.layers = [info.name for info in self.graph.resolve_layers(layers)]
-        self.engine = Engine(self.graph, self.layers, method, method_options)
+    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam", method_options: dict | None = None, strategy: str = "auto"):
+        bound = get_method(method, method_options)
+        self.access = ModelAccess(model, logits=logits)
+        self.chosen = self.access.choose_layers(layers)
+        self.engine = Engine(self.access, self.chosen, bound, strategy)
+
+    @property
+    def layers(self) -> list[str]:
+        """The explained layers' names, in the order of the heatmaps' layer axis."""
+        return [layer.name for layer in self.chosen]
 
     @property
     def explained(self) -> str:
         """Which tensor is explained, in words."""
-        return self.graph.logits.description
+        return self.access.scores.description
 
     @property
     def num_classes(self) -> int:
         """Number of channels of the explained score map."""
-        return self.graph.output_channels
+        return self.access.channels
 
     def predict(self, images) -> np.ndarray:
         """Predicted labels (N, H_out, W_out) as the targets read them: argmax over classes, or,
         for a one-channel head, 1 where the foreground score is positive.
 
         Example:
-            >>> classes = np.unique(explainer.predict(image))     # doctest: +SKIP
+            >>> explainer = SegGradCAM(sgc.models.load_pretrained("shapes_unet"))
+            >>> labels = explainer.predict(sgc.data.load_samples("shapes")["images"][:2])
+            >>> labels.shape, sorted(np.unique(labels).tolist())
+            ((2, 128, 128), [0, 1, 2, 3])
         """
-        return self.engine.predict(as_image_batch(images, self.graph.input_shape)).numpy()
+        return self.engine.predict(as_image_batch(images, self.access.input_shape)).numpy()
 
     def explain(self, images, targets, guided: bool = False, max_memory: int | None = DEFAULT_MAX_MEMORY) -> Explanation:
         """Explain ``targets`` on ``images`` at every chosen layer in one compiled pass.
@@ -81,10 +112,9 @@ class SegGradCAM:
             targets: a Target, an int (shorthand for ``ClassTarget(c)``), or a list of them.
             guided: also compute guided-backpropagation gradients (a second compiled pass),
                 for ``expl.guided_gradients`` and ``expl.guided_seg_grad_cam``.
-            max_memory: bytes the vectorised backward pass may use (default 3 GiB, which
-                keeps the peak RSS of a 1024x2048, 19-class, ``layers="all"`` grid under
-                8 GB). Targets (and, if one target is too big, images) are split into
-                chunks, each one compiled pass; ``None`` never splits.
+            max_memory: bytes one pass may use for its backward part (default 3 GiB).
+                Targets (and, if one target is too big, images) are split into chunks, each
+                one compiled pass; ``None`` never splits.
 
         Returns:
             An :class:`Explanation`.
@@ -93,26 +123,26 @@ class SegGradCAM:
             ValueError: bad images, or a target that selects no pixel in some image (for
                 example a class that is not predicted there).
         """
-        batch = as_image_batch(images, self.graph.input_shape)
+        batch = as_image_batch(images, self.access.input_shape)
         target_list = as_target_list(targets)
-        out_size = self.graph.output_size(batch.shape[1], batch.shape[2])
-        codes = encode_targets(target_list, out_size, self.num_classes)
+        out_size = self.access.output_size(batch.shape[1], batch.shape[2])
+        encoded = encode_targets(target_list, out_size, self.num_classes)
         images_per_chunk, targets_per_chunk = self.plan_chunks(batch.shape, len(target_list), max_memory)
-        result = _run_chunked(self.engine.run, batch, codes, images_per_chunk, targets_per_chunk)
-        _check_masks(result, codes, target_list)
-        raw = {name: result[f"raw/{name}"] for name in self.layers}
+        result = _run_chunked(self.engine.run, batch, encoded, images_per_chunk, targets_per_chunk)
+        _check_masks(result, encoded, target_list)
+        raw = dict(zip(self.layers, result["raw"]))
         summary = empty_map_summary(empty_maps(raw, self.layers), self.layers, target_list)
         if summary:
             warnings.warn(summary, EmptyMapWarning, stacklevel=2)
         guided_gradients = None
         if guided:
             guided_gradients = _run_chunked(
-                lambda x, c: {"g": self.engine.guided_gradients(x, c)}, batch, codes, images_per_chunk, targets_per_chunk
-            )["g"]
+                lambda x, c: {"guided": self.engine.guided_gradients(x, c)}, batch, encoded, images_per_chunk, targets_per_chunk
+            )["guided"]
         return Explanation(
-            heatmaps=result["heatmaps"].astype(np.float32),
+            heatmaps=result["heatmaps"],
             raw=raw,
-            weights={name: result[f"weights/{name}"] for name in self.layers},
+            weights=dict(zip(self.layers, result["weights"])),
             scores=result["scores"],
             masks=result["masks"],
             layers=list(self.layers),
@@ -120,56 +150,71 @@ class SegGradCAM:
             classes=result["class_index"],
             prediction=result["prediction"],
             explained=self.explained,
-            method=self.engine.method,
+            method=self.engine.method.name,
             images=batch,
             guided_gradients=guided_gradients,
         )
 
     def plan_chunks(self, batch_shape: tuple, num_targets: int, max_memory: int | None) -> tuple[int, int]:
-        """(images per chunk, targets per chunk) that keep the backward pass under ``max_memory``.
+        """(images per chunk, targets per chunk) that keep one pass under ``max_memory`` bytes.
 
-        The estimate per image and target is three times the bytes of all layer outputs
-        (the vectorised backward pass keeps about that much per target) plus the maps.
+        The estimate per image and target is ``BACKWARD_COPIES`` times the bytes of all
+        layer outputs plus the maps (``BYTES_PER_MAP_VALUE`` per value).
         """
         if max_memory is None:
             return batch_shape[0], num_targets
         if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
             raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
         height, width = batch_shape[1:3]
-        per_pair = 3 * self.graph.activation_bytes(height, width) + 8 * len(self.layers) * height * width
+        per_pair = BACKWARD_COPIES * self.access.activation_bytes(height, width) + BYTES_PER_MAP_VALUE * len(self.layers) * height * width
         pairs = max(1, int(max_memory // per_pair))
         if pairs >= batch_shape[0]:
             return batch_shape[0], max(1, min(num_targets, pairs // batch_shape[0]))
         return pairs, 1
 
 
-def _run_chunked(run, batch: np.ndarray, codes: dict, images_per_chunk: int, targets_per_chunk: int) -> dict:
-    """Run ``run(images, codes)`` over chunks of images and targets, writing each chunk's numpy
-    results into arrays allocated once (no second copy of the outputs).
+def _run_chunked(run, batch: np.ndarray, encoded: EncodedTargets, images_per_chunk: int, targets_per_chunk: int) -> dict:
+    """Run ``run(images, targets)`` over chunks of images and targets, writing each chunk's
+    numpy results into arrays allocated once.
 
-    Arrays have a target axis at position 1, except ``prediction`` (N, H', W').
+    Each chunk's targets are padded to a compiled bucket size; the padding is dropped.
+    Arrays have a target axis at position 1, except ``prediction`` (N, H', W'); tuple-valued
+    results (one array per layer) become lists of arrays.
     """
-    num_images, num_targets = len(batch), len(codes["class_index"])
-    joined = {}
+    num_images, num_targets = len(batch), encoded.num_targets
+    joined: dict = {}
     for start in range(0, num_images, images_per_chunk):
         rows = slice(start, start + images_per_chunk)
         for first in range(0, num_targets, targets_per_chunk):
-            columns = slice(first, first + targets_per_chunk)
-            chunk = {key: value[columns] for key, value in codes.items()}
-            for key, tensor in run(batch[rows], chunk).items():
-                value = tensor.numpy()
-                if key not in joined:
-                    shape = (num_images,) + value.shape[1:] if key == "prediction" else (num_images, num_targets) + value.shape[2:]
-                    joined[key] = np.empty(shape, value.dtype)
-                if key == "prediction":
-                    joined[key][rows] = value
+            columns = slice(first, min(first + targets_per_chunk, num_targets))
+            count = columns.stop - columns.start
+            chunk = encoded.take(columns).padded(bucket_size(count))
+            output = run(batch[rows], chunk)
+            items = output._asdict().items() if hasattr(output, "_asdict") else output.items()
+            for key, value in items:
+                if isinstance(value, tuple):
+                    for index, item in enumerate(value):
+                        _place(joined, (key, index), item.numpy()[:, :count], rows, columns, num_images, num_targets)
+                elif key == "prediction":
+                    array = value.numpy()
+                    joined.setdefault(key, np.empty((num_images,) + array.shape[1:], array.dtype))[rows] = array
                 else:
-                    joined[key][rows, columns] = value
-                del value
+                    _place(joined, key, value.numpy()[:, :count], rows, columns, num_images, num_targets)
+    layered = {}
+    for key in list(joined):
+        if isinstance(key, tuple):
+            layered.setdefault(key[0], []).append(joined.pop(key))
+    joined.update(layered)
     return joined
 
 
-def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:
+def _place(joined: dict, key, value: np.ndarray, rows: slice, columns: slice, num_images: int, num_targets: int) -> None:
+    if key not in joined:
+        joined[key] = np.empty((num_images, num_targets) + value.shape[2:], value.dtype)
+    joined[key][rows, columns] = value
+
+
+def _check_masks(result: dict, encoded: EncodedTargets, targets: list[Target]) -> None:
     """Raise a clear error for a target whose mask came out empty on some image."""
     empty = np.argwhere(result["masks"].sum(axis=(2, 3)) <= 0)
     if len(empty) == 0:
@@ -179,10 +224,10 @@ def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:
     cls = int(result["class_index"][image, index])
     present = np.unique(result["prediction"][image]).tolist()
     where = f"target {index} ({target.describe()}) selects no output pixel in image {image}"
-    if codes["restrict"][index] == RESTRICT_COMPONENT:
+    if encoded.restriction[index] == Restriction.COMPONENT:
         found = int(result["components"][image, index])
-        which = int(codes["which"][index])
-        if found and which not in (WHICH_LARGEST, WHICH_SMALLEST):
+        which = getattr(target, "which", None)
+        if found and isinstance(which, int):
             raise ValueError(f"{where}: object index {which} is out of range, class {cls} has {found} object(s) (valid 0..{found - 1})")
     raise ValueError(
         f"{where}: class {cls} is not predicted there (predicted labels: {present}). "
@@ -190,8 +235,25 @@ def _check_masks(result: dict, codes: dict, targets: list[Target]) -> None:
     )
 
 
+# One compiled explainer per (model, layer, logits, method) for the shortcut; entries go
+# away with their model.
+_SHORTCUT_CACHE: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
+_SHORTCUT_LOCK = threading.Lock()
+
+
+def _cached_explainer(model: keras.Model, layer) -> SegGradCAM:
+    key = layer if isinstance(layer, str) else ("layer", id(layer))
+    with _SHORTCUT_LOCK:
+        per_model = _SHORTCUT_CACHE.setdefault(model, {})
+        if key not in per_model:
+            per_model[key] = SegGradCAM(model, layers=layer)
+        return per_model[key]
+
+
 def seg_grad_cam(model: keras.Model, image, target, layer="auto") -> np.ndarray:
     """One heatmap in one call.
+
+    The compiled explainer is kept for the model and layer, so repeated calls are fast.
 
     Args:
         model: the segmentation model.
@@ -203,12 +265,17 @@ def seg_grad_cam(model: keras.Model, image, target, layer="auto") -> np.ndarray:
         The (H, W) float32 heatmap in [0, 1].
 
     Example:
-        >>> heat = seg_grad_cam(model, image, 1, "bottleneck")   # doctest: +SKIP
+        >>> model = sgc.models.load_pretrained("shapes_unet")
+        >>> image = sgc.data.load_samples("shapes")["images"][0]
+        >>> heat = sgc.seg_grad_cam(model, image, 1, "bottleneck_conv2")
+        >>> heat.shape, heat.dtype, float(heat.max())
+        ((128, 128), dtype('float32'), 1.0)
     """
     batch = np.asarray(image)
     if batch.ndim == 4 and batch.shape[0] != 1:
         raise ValueError(f"seg_grad_cam explains one image; got a batch of {batch.shape[0]} (use SegGradCAM.explain)")
     if isinstance(target, (list, tuple)):
         raise TypeError("seg_grad_cam takes one target; use SegGradCAM.explain for several")
-    explanation = SegGradCAM(model, layers=layer).explain(batch, target)
-    return explanation.heatmaps[0, 0, 0]
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    return _cached_explainer(model, layer).explain(batch, target).heatmaps[0, 0, 0]

@@ -1,14 +1,28 @@
-"""The result of an explanation: plain numpy arrays and what they mean."""
+"""The result of an explanation: plain numpy arrays, their views, and their file format.
+
+Files are ``.npz`` archives read with ``allow_pickle=False``, so a file can never run code:
+arrays are stored as arrays; names, strings and target fields go into one JSON string
+inside the archive; array-valued target fields (masks, ground truth) are arrays of their own.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
 from . import postprocess
 from .diagnostics import Diagnosis, diagnose
+from .targets import target_from_record
+
+__all__ = ["Explanation", "load_explanation", "save_explanation", "FORMAT"]
+
+FORMAT = "seggradcam-explanation-1"
+ARRAYS = ("heatmaps", "scores", "masks", "classes", "prediction", "images")
 
 
 @dataclasses.dataclass
@@ -37,9 +51,10 @@ class Explanation:
         ``guided_seg_grad_cam`` (N, T, L, H, W, C) = guided gradients x heatmaps.
 
     Example:
-        >>> expl = explainer.explain(images, [1, 2])     # doctest: +SKIP
-        >>> expl.heatmaps.shape                           # doctest: +SKIP
-        (4, 2, 1, 128, 128)
+        >>> explainer = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"))
+        >>> expl = explainer.explain(sgc.data.load_samples("shapes")["images"][:3], [1, 2])
+        >>> expl.heatmaps.shape, expl.layers
+        ((3, 2, 1, 128, 128), ['bottleneck_conv2'])
     """
 
     heatmaps: np.ndarray
@@ -85,10 +100,8 @@ class Explanation:
             raise ValueError("no guided gradients: call explain(images, targets, guided=True)")
         return self.guided_gradients[:, :, np.newaxis] * self.heatmaps[..., np.newaxis]
 
-    def save(self, path):
-        """Write this explanation to an .npz file (no pickle); read it with ``load_explanation``."""
-        from .io import save_explanation
-
+    def save(self, path) -> Path:
+        """Write this explanation to an .npz file (no pickle); read it with :func:`load_explanation`."""
         return save_explanation(self, path)
 
     def plot(self, image_index: int = 0, class_names=None, path=None, **options):
@@ -101,22 +114,27 @@ class Explanation:
         """Negative-gradient analysis per image, target and layer; ``print()`` it to read it.
 
         Example:
-            >>> print(expl.diagnose())     # doctest: +SKIP
+            >>> expl = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet")).explain(
+            ...     sgc.data.load_samples("shapes")["images"][0], 1)
+            >>> print(expl.diagnose())     # doctest: +ELLIPSIS
+            image 0, class 1, layer 'bottleneck_conv2': ...% of channel weights negative, ReLU removed ...% of the map's mass...
         """
         return diagnose(self.raw, self.weights, self.layers, self.targets)
 
-    def heatmap(self, image: int = 0, target: int = 0, layer=0) -> np.ndarray:
+    def heatmap(self, image_index: int = 0, target_index: int = 0, layer=0) -> np.ndarray:
         """One (H, W) heatmap; ``layer`` is an index into ``layers`` or a layer name.
 
         Example:
-            >>> expl.heatmap(0, 0, "bottleneck").shape    # doctest: +SKIP
+            >>> expl = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet")).explain(
+            ...     sgc.data.load_samples("shapes")["images"][0], 1)
+            >>> expl.heatmap(0, 0, "bottleneck_conv2").shape
             (128, 128)
         """
         if isinstance(layer, str):
             if layer not in self.layers:
                 raise KeyError(f"layer {layer!r} was not explained; explained layers are {self.layers}")
             layer = self.layers.index(layer)
-        return self.heatmaps[image, target, layer]
+        return self.heatmaps[image_index, target_index, layer]
 
     def __repr__(self) -> str:
         n, t, l, h, w = self.heatmaps.shape
@@ -124,3 +142,70 @@ class Explanation:
             f"Explanation({n} image(s) x {t} target(s) x {l} layer(s), {h}x{w}, method={self.method!r}, "
             f"layers={self.layers}, explained={self.explained!r})"
         )
+
+
+def save_explanation(expl: Explanation, path) -> Path:
+    """Write ``expl`` to ``path`` (.npz, compressed). Returns the path written.
+
+    Example:
+        >>> import tempfile
+        >>> expl = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet")).explain(
+        ...     sgc.data.load_samples("shapes")["images"][0], sgc.PixelTarget(40, 17))
+        >>> path = save_explanation(expl, Path(tempfile.mkdtemp()) / "run1.npz")
+        >>> load_explanation(path).targets
+        [PixelTarget(row=40, col=17, class_index=None)]
+    """
+    path = Path(path)
+    arrays = {name: getattr(expl, name) for name in ARRAYS}
+    for index, layer in enumerate(expl.layers):
+        arrays[f"raw.{index}"] = expl.raw[layer]
+        arrays[f"weights.{index}"] = expl.weights[layer]
+    if expl.guided_gradients is not None:
+        arrays["guided_gradients"] = expl.guided_gradients
+    records = []
+    for index, target in enumerate(expl.targets):
+        record, target_arrays = target.to_record()
+        record["arrays"] = sorted(target_arrays)
+        for name, value in target_arrays.items():
+            arrays[f"target.{index}.{name}"] = value
+        records.append(record)
+    meta = {"format": FORMAT, "layers": list(expl.layers), "targets": records, "explained": expl.explained, "method": expl.method}
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez_compressed(path, **arrays)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def load_explanation(path) -> Explanation:
+    """Read an explanation written by :func:`save_explanation` (never unpickles).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable seggradcam explanation (corrupt, truncated,
+            or another kind of npz).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"explanation file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as bundle:
+            data = {key: bundle[key] for key in bundle.files}
+        meta = json.loads(str(data["meta"]))
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a readable seggradcam explanation: {type(error).__name__}: {error}") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    targets = []
+    for index, record in enumerate(meta["targets"]):
+        arrays = {name: data[f"target.{index}.{name}"] for name in record.get("arrays", ())}
+        targets.append(target_from_record(record, arrays))
+    layers = meta["layers"]
+    return Explanation(
+        **{name: data[name] for name in ARRAYS},
+        raw={layer: data[f"raw.{i}"] for i, layer in enumerate(layers)},
+        weights={layer: data[f"weights.{i}"] for i, layer in enumerate(layers)},
+        layers=layers,
+        targets=targets,
+        explained=meta["explained"],
+        method=meta["method"],
+        guided_gradients=data.get("guided_gradients"),
+    )

@@ -1,57 +1,146 @@
-"""How gradients become channel weights and maps: one small function per method.
+"""How gradients become maps: a method is one weighting function, registered with its options.
 
-Each method takes the gradients of every target's score with respect to one layer's
-activations and the activations themselves, and returns channel weights and signed
-(pre-ReLU) maps, inside the compiled pass:
+A method's function takes the gradients of every target's score with respect to one
+layer's activations, ``grads`` (T, N, h, w, k), and the activations ``acts`` (N, h, w, k),
+and returns the weights it puts on the activations: per channel, shaped (T, N, 1, 1, k), or
+per element, shaped (T, N, h, w, k). The shared code (:meth:`BoundMethod.apply`) turns them
+into the signed map ``raw = sum_k weights * A_k`` and the reported channel weights (for
+per-element methods, the spatial mean of the weights).
 
-    grads: (T, N, h, w, k)   d y_t / d A for every target t and image n
-    acts:  (N, h, w, k)      the layer's activations A
-    returns weights (N, T, k) and raw maps (N, T, h, w)
-
-Methods:
-    ``"seg-grad-cam"``: alpha_k = spatial mean of the gradient; map = sum_k alpha_k A_k
-        (Vinogradova et al. 2020).
-    ``"seg-hires-grad-cam"``: map = sum_k g_k(u, v) A_k(u, v), no pooling (Rheude et al. 2024).
+Registered methods:
+    ``"seg-grad-cam"``: alpha_k = spatial mean of the gradient (Vinogradova et al. 2020).
+    ``"seg-hires-grad-cam"``: the gradient itself, element by element (Rheude et al. 2024).
     ``"seg-xres-grad-cam"``: gradients pooled in p x p blocks (``pool="mean"`` or ``"max"``),
-        repeated back to the layer size, times A (Hasany et al. 2023). p = 1 is HiRes;
-        p >= the layer size with mean pooling is Seg-Grad-CAM.
+        repeated back to the layer size (Hasany et al. 2023). p = 1 is HiRes; p >= the
+        layer size with mean pooling is Seg-Grad-CAM.
     ``"seg-grad-cam++"``: Grad-CAM++ weights (Chattopadhay et al. 2018) in the closed form
-        for an exponential score, written as alpha_ij = 1 / (2 + S_k g_ij) with
-        S_k = sum_ab A_k(a, b): no exponentials and no cubes, so large scores cannot overflow.
+        for an exponential score, alpha_ij = 1 / (2 + S_k g_ij) with S_k = sum_ab A_k(a, b):
+        no exponentials and no cubes, so large scores cannot overflow.
 
-For every method ``weights`` reports the channel weights the method applies; for the
-element-wise methods (HiRes, XRes) it reports the spatial mean of the gradient, for comparison.
+A new method is one function and one decorator line::
+
+    @register("my-method")
+    def my_weights(grads, acts):
+        return tf.reduce_max(grads, axis=[2, 3], keepdims=True)
+
+Example:
+    >>> method = get_method("seg-grad-cam")
+    >>> weights, raw = method.apply(tf.ones((1, 1, 2, 2, 3)), tf.ones((1, 2, 2, 3)))
+    >>> weights.shape, float(raw[0, 0, 0, 0])
+    (TensorShape([1, 1, 3]), 3.0)
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
+from typing import Any, Callable
 
 import tensorflow as tf
 
+__all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gradients", "register"]
+
 POOLS = ("mean", "max")
+SAFE_DENOMINATOR = 1e-12  # Grad-CAM++: |2 + S g| below this is treated as zero
 
 
-def _mean_gradient(grads):
-    return tf.transpose(tf.reduce_mean(grads, axis=[2, 3]), [1, 0, 2])  # (N, T, k)
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One option of a method: its default and a check that returns an error text or None."""
+
+    default: Any
+    check: Callable[[Any], str | None]
 
 
-def seg_grad_cam(grads: tf.Tensor, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Seg-Grad-CAM: alpha_k = mean_uv g_k(u, v); raw = sum_k alpha_k A_k.
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered method: its name, weighting function and options."""
 
-    Example:
-        >>> weights, raw = seg_grad_cam(tf.ones((1, 1, 2, 2, 3)), tf.ones((1, 2, 2, 3)))
-        >>> float(raw[0, 0, 0, 0])
-        3.0
+    name: str
+    weigh: Callable
+    options: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundMethod:
+    """A method with its options bound, ready to run inside the compiled pass."""
+
+    method: Method
+    options: dict
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def apply(self, grads: tf.Tensor, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(T, N, h, w, k) gradients and (N, h, w, k) activations -> weights (N, T, k), raw (N, T, h, w)."""
+        grads = tf.cast(grads, tf.float32)
+        acts = tf.cast(acts, tf.float32)
+        weights = self.method.weigh(grads, acts, **self.options)
+        if weights.shape[2] == 1 and weights.shape[3] == 1:
+            channel = weights[:, :, 0, 0]  # (T, N, k)
+            raw = tf.einsum("tnk,nhwk->nthw", channel, acts)
+        else:
+            channel = tf.reduce_mean(weights, axis=[2, 3])
+            raw = tf.einsum("tnhwk,nhwk->nthw", weights, acts)
+        return tf.transpose(channel, [1, 0, 2]), raw
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, **options: Option) -> Callable:
+    """Register a weighting function under ``name`` with its options (see the module docstring)."""
+
+    def add(weigh: Callable) -> Callable:
+        METHODS[name] = Method(name, weigh, options)
+        return weigh
+
+    return add
+
+
+def get_method(name: str, options: dict | None = None) -> BoundMethod:
+    """Look up a method by name and bind its options.
+
+    Raises:
+        TypeError: a method name that is not a string.
+        ValueError: unknown method, unknown option, or a bad option value.
     """
-    alpha = _mean_gradient(grads)
-    return alpha, tf.einsum("ntk,nhwk->nthw", alpha, acts)
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a string, one of {sorted(METHODS)}; got {name!r}")
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}")
+    method = METHODS[name]
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(method.options))
+    if unknown:
+        raise ValueError(f"method {name!r} has no option(s) {unknown}; its options are {list(method.options)}")
+    bound = {key: option.default for key, option in method.options.items()}
+    bound.update(given)
+    for key, value in given.items():
+        problem = method.options[key].check(value)
+        if problem:
+            raise ValueError(f"{key} {problem}, got {value!r}")
+    return BoundMethod(method, bound)
 
 
-def seg_hires_grad_cam(grads: tf.Tensor, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Seg-HiRes-Grad-CAM: raw(u, v) = sum_k g_k(u, v) A_k(u, v)."""
-    raw = tf.einsum("tnhwk,nhwk->nthw", grads, acts)
-    return _mean_gradient(grads), raw
+def _positive_int(value) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "must be an int >= 1"
+
+
+def _pool_kind(value) -> str | None:
+    return None if value in POOLS else f"must be one of {POOLS}"
+
+
+@register("seg-grad-cam")
+def seg_grad_cam_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
+    """Seg-Grad-CAM: alpha_k = mean_uv g_k(u, v), one weight per channel."""
+    return tf.reduce_mean(grads, axis=[2, 3], keepdims=True)
+
+
+@register("seg-hires-grad-cam")
+def seg_hires_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
+    """Seg-HiRes-Grad-CAM: the gradient itself weighs each activation element."""
+    return grads
 
 
 def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.Tensor:
@@ -59,6 +148,11 @@ def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.T
 
     Blocks start at the top-left corner; edge blocks may be smaller and are pooled over
     the pixels they contain. A pool size larger than the layer is clipped to it.
+
+    Example:
+        >>> grads = tf.reshape(tf.range(9.0), (1, 1, 3, 3, 1))
+        >>> pool_gradients(grads, 2)[0, 0, :, :, 0].numpy().tolist()
+        [[2.0, 2.0, 4.5], [2.0, 2.0, 4.5], [6.5, 6.5, 8.0]]
     """
     shape = tf.shape(grads)
     height, width = shape[2], shape[3]
@@ -81,52 +175,17 @@ def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.T
     return tf.reshape(expanded, shape)
 
 
-def seg_xres_grad_cam(grads: tf.Tensor, acts: tf.Tensor, pool_size: int = 2, pool: str = "mean") -> tuple[tf.Tensor, tf.Tensor]:
-    """Seg-XRes-Grad-CAM: block-pooled gradients times activations, summed over channels."""
-    pooled = pool_gradients(grads, pool_size, pool)
-    return _mean_gradient(grads), tf.einsum("tnhwk,nhwk->nthw", pooled, acts)
+@register("seg-xres-grad-cam", pool_size=Option(2, _positive_int), pool=Option("mean", _pool_kind))
+def seg_xres_weights(grads: tf.Tensor, acts: tf.Tensor, pool_size: int = 2, pool: str = "mean") -> tf.Tensor:
+    """Seg-XRes-Grad-CAM: gradients pooled in blocks, element by element."""
+    return pool_gradients(grads, pool_size, pool)
 
 
-def seg_grad_cam_plus_plus(grads: tf.Tensor, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+@register("seg-grad-cam++")
+def seg_grad_cam_plus_plus_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
     """Seg-Grad-CAM++: w_k = sum_ij alpha_ij ReLU(g_ij), alpha_ij = 1 / (2 + S_k g_ij)."""
     total = tf.reduce_sum(acts, axis=[1, 2])[tf.newaxis, :, tf.newaxis, tf.newaxis, :]  # (1, N, 1, 1, k)
     denominator = 2.0 + total * grads
-    safe = tf.abs(denominator) > 1e-12
+    safe = tf.abs(denominator) > SAFE_DENOMINATOR
     alpha = tf.where(safe & (grads != 0), 1.0 / tf.where(safe, denominator, 1.0), 0.0)
-    weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=[2, 3])  # (T, N, k)
-    weights = tf.transpose(weights, [1, 0, 2])
-    return weights, tf.einsum("ntk,nhwk->nthw", weights, acts)
-
-
-METHODS = {
-    "seg-grad-cam": seg_grad_cam,
-    "seg-hires-grad-cam": seg_hires_grad_cam,
-    "seg-xres-grad-cam": seg_xres_grad_cam,
-    "seg-grad-cam++": seg_grad_cam_plus_plus,
-}
-OPTIONS = {"seg-xres-grad-cam": ("pool_size", "pool")}
-
-
-def get_method(name: str, options: dict | None = None):
-    """Look up a method by name, binding its options.
-
-    Raises:
-        ValueError: unknown method, unknown option, or a bad option value.
-        TypeError: a method name that is not a string.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"method must be a string, one of {sorted(METHODS)}; got {name!r}")
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}")
-    options = dict(options or {})
-    allowed = OPTIONS.get(name, ())
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"method {name!r} has no option(s) {unknown}; its options are {list(allowed)}")
-    if "pool_size" in options:
-        size = options["pool_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"pool_size must be an int >= 1, got {size!r}")
-    if "pool" in options and options["pool"] not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {options['pool']!r}")
-    return functools.partial(METHODS[name], **options) if options else METHODS[name]
+    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=[2, 3], keepdims=True)

@@ -8,9 +8,12 @@ ground-truth mask broadcast to the targets); a region for the bias share is (H, 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+__all__ = ["baseline_image", "bias_share", "energy_inside", "faithfulness", "map_iou", "pointing_game", "BASELINES"]
 
 BASELINES = ("blur", "mean", "zero")
+BLUR_DIVISOR = 16  # the blur baseline's sigma is the image's longer side over this
+PENDING_BATCHES = 4  # perturbed images gathered before they are scored, in batches
 
 
 def _masks(masks, heatmaps) -> np.ndarray:
@@ -100,7 +103,7 @@ def baseline_image(image: np.ndarray, baseline: str) -> np.ndarray:
         return np.zeros_like(image)
     if baseline == "mean":
         return np.broadcast_to(image.mean(axis=(0, 1)), image.shape).astype(image.dtype)
-    sigma = max(image.shape[:2]) / 16
+    sigma = max(image.shape[:2]) / BLUR_DIVISOR
     blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma)
     return blurred.reshape(image.shape)
 
@@ -110,8 +113,10 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
 
     Pixels are ranked by the heatmap (highest first). Deletion replaces the top k/steps of
     them with the baseline; insertion starts from the baseline and puts the top pixels back.
-    At each step the target's score is recomputed with the explanation's own mask and class
-    (``expl.masks``, ``expl.classes``), in compiled batches.
+    At each step the target's score is recomputed exactly as the explanation scored it:
+    with its own mask and class (``expl.masks``, ``expl.classes``) and, for a target with
+    ground truth, as the loss against it, by the explainer's compiled scoring
+    (``seggradcam.scoring``), in batches.
 
     Args:
         explainer: the :class:`~seggradcam.SegGradCAM` that produced ``expl``.
@@ -128,7 +133,11 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         For deletion a lower AUC is better; for insertion a higher one.
 
     Example:
-        >>> result = faithfulness(explainer, expl, "deletion", steps=10)   # doctest: +SKIP
+        >>> explainer = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"))
+        >>> expl = explainer.explain(sgc.data.load_samples("shapes")["images"][0], 1)
+        >>> result = faithfulness(explainer, expl, "deletion", steps=4)
+        >>> result["curves"].shape, bool(np.isclose(result["curves"][0, 0, 0, 0], expl.scores[0, 0], rtol=1e-4))
+        ((1, 1, 1, 5), True)
     """
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
@@ -137,7 +146,8 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
     n_images, n_targets, n_layers, height, width = expl.heatmaps.shape
     fractions = np.linspace(0, 1, steps + 1)
     cuts = np.round(fractions * height * width).astype(np.int64)
-    score = _score_function(explainer.graph)
+    truths = np.stack([_truth_of(target, expl.masks.shape[2:]) for target in expl.targets])  # (T, H', W')
+    has_truth = np.array([target.ground_truth is not None for target in expl.targets])
     jobs = [(n, t, l) for n in range(n_images) for t in range(n_targets) for l in range(n_layers)]
     bases = [baseline_image(expl.images[n], baseline) for n in range(n_images)]
     curves = np.zeros((n_images, n_targets, n_layers, steps + 1))
@@ -150,9 +160,12 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         keys = np.concatenate(pending_keys)
         masks = expl.masks[keys[:, 0], keys[:, 1]]
         classes = expl.classes[keys[:, 0], keys[:, 1]].astype(np.int32)
+        truth, loss = truths[keys[:, 1]], has_truth[keys[:, 1]]
         values = np.concatenate(
             [
-                score(batch[i : i + batch_size], masks[i : i + batch_size], classes[i : i + batch_size]).numpy()
+                explainer.engine.scores_with_masks(
+                    batch[i : i + batch_size], masks[i : i + batch_size], classes[i : i + batch_size], truth[i : i + batch_size], loss[i : i + batch_size]
+                ).numpy()
                 for i in range(0, len(batch), batch_size)
             ]
         )
@@ -170,7 +183,7 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         stack = np.where(chosen, base, image) if mode == "deletion" else np.where(chosen, image, base)
         pending_images.append(stack.astype(np.float32))
         pending_keys.append(np.array([(n, t, l, k) for k in range(steps + 1)]))
-        if sum(len(p) for p in pending_images) >= 4 * batch_size:
+        if sum(len(p) for p in pending_images) >= PENDING_BATCHES * batch_size:
             flush()
     flush()
     auc = np.trapezoid(curves, fractions, axis=-1)
@@ -180,15 +193,5 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
     return {"curves": curves, "fractions": fractions, "auc": auc, "normalised_auc": normalised}
 
 
-def _score_function(graph):
-    """Compiled S = sum(mask * logit_class) for a batch with one mask and class per image."""
-
-    @tf.function(autograph=False, reduce_retracing=True)
-    def score(images, masks, classes):
-        _, logits = graph.forward(images, [])
-        chosen = tf.gather(logits, classes, axis=3, batch_dims=1)
-        return tf.reduce_sum(chosen * masks, axis=[1, 2])
-
-    return lambda images, masks, classes: score(
-        tf.convert_to_tensor(images), tf.convert_to_tensor(masks, tf.float32), tf.convert_to_tensor(classes)
-    )
+def _truth_of(target, out_shape: tuple) -> np.ndarray:
+    return np.zeros(out_shape, np.int32) if target.ground_truth is None else target.ground_truth

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+__all__ = ["heatmap", "render", "scale", "upsample", "VIEWS"]
+
 VIEWS = ("positive", "signed", "counterfactual")
 
 
@@ -39,7 +41,7 @@ def render(raw, size, view: str = "positive") -> tf.Tensor:
     """Raw signed maps (N, T, h, w) -> (N, T, H, W) maps of one view, scaled.
 
     Example:
-        >>> render(np.ones((1, 1, 2, 2), np.float32), (4, 4), "signed").shape   # doctest: +SKIP
+        >>> render(np.ones((1, 1, 2, 2), np.float32), (4, 4), "signed").shape
         TensorShape([1, 1, 4, 4])
     """
     if view not in VIEWS:
