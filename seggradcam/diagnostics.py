@@ -27,7 +27,7 @@ def negative_weight_share(weights: dict, layers: list) -> np.ndarray:
     """Share of negative channel weights alpha, as an (N, T, L) array.
 
     Example:
-        >>> negative_weight_share({"a": np.array([[[1.0, -1.0]]])}, ["a"])[0, 0, 0]
+        >>> float(negative_weight_share({"a": np.array([[[1.0, -1.0]]])}, ["a"])[0, 0, 0])
         0.5
     """
     return np.stack([(weights[name] < 0).mean(axis=-1) for name in layers], axis=-1)

@@ -52,7 +52,8 @@ class Explanation:
 
     Example:
         >>> explainer = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"))
-        >>> expl = explainer.explain(sgc.data.load_samples("shapes")["images"][:3], [1, 2])
+        >>> images = sgc.data.load_samples("shapes")["images"][:3]
+        >>> expl = explainer.explain(images, [sgc.ClassTarget(1, region="all"), sgc.PixelTarget(40, 17)])
         >>> expl.heatmaps.shape, expl.layers
         ((3, 2, 1, 128, 128), ['bottleneck_conv2'])
     """

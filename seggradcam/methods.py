@@ -152,7 +152,7 @@ def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.T
     Example:
         >>> grads = tf.reshape(tf.range(9.0), (1, 1, 3, 3, 1))
         >>> pool_gradients(grads, 2)[0, 0, :, :, 0].numpy().tolist()
-        [[2.0, 2.0, 4.5], [2.0, 2.0, 4.5], [6.5, 6.5, 8.0]]
+        [[2.0, 2.0, 3.5], [2.0, 2.0, 3.5], [6.5, 6.5, 8.0]]
     """
     shape = tf.shape(grads)
     height, width = shape[2], shape[3]

@@ -31,7 +31,7 @@ def energy_inside(heatmaps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Share of each heatmap's mass inside a mask (pixels with weight > 0).
 
     Example:
-        >>> energy_inside(np.ones((1, 1, 1, 2, 2)), np.array([[[[1, 0], [0, 0]]]]))[0, 0, 0]
+        >>> float(energy_inside(np.ones((1, 1, 1, 2, 2)), np.array([[[[1, 0], [0, 0]]]]))[0, 0, 0])
         0.25
     """
     heatmaps = np.asarray(heatmaps, np.float64)
@@ -48,7 +48,7 @@ def pointing_game(heatmaps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     Ties: the first maximum in raster order counts.
 
     Example:
-        >>> pointing_game(np.array([[[[[0, 1], [0, 0]]]]]), np.array([[[[0, 1], [0, 0]]]]))[0, 0, 0]
+        >>> float(pointing_game(np.array([[[[[0, 1], [0, 0]]]]]), np.array([[[[0, 1], [0, 0]]]]))[0, 0, 0])
         1.0
     """
     heatmaps = np.asarray(heatmaps, np.float64)
@@ -63,7 +63,7 @@ def map_iou(heatmaps: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> 
     """IoU between ``heatmap >= threshold`` and the mask.
 
     Example:
-        >>> map_iou(np.array([[[[[1, 1], [0, 0]]]]]), np.array([[[[1, 0], [0, 0]]]]))[0, 0, 0]
+        >>> float(map_iou(np.array([[[[[1, 1], [0, 0]]]]]), np.array([[[[1, 0], [0, 0]]]]))[0, 0, 0])
         0.5
     """
     heatmaps = np.asarray(heatmaps, np.float64)
@@ -83,7 +83,7 @@ def bias_share(heatmaps: np.ndarray, region: np.ndarray) -> np.ndarray:
     concentrates there (the paper's bias experiment: the biased tile).
 
     Example:
-        >>> bias_share(np.array([[[[[1, 0], [0, 0]]]]]), np.array([[1, 0], [0, 0]]))[0, 0, 0]
+        >>> float(bias_share(np.array([[[[[1, 0], [0, 0]]]]]), np.array([[1, 0], [0, 0]]))[0, 0, 0])
         4.0
     """
     heatmaps = np.asarray(heatmaps, np.float64)

@@ -197,7 +197,7 @@ class Target:
             ({'type': 'PixelTarget', 'fields': {'row': 3, 'col': 4, 'class_index': None, 'reduction': 'sum'}}, {})
         """
         fields, arrays = {}, {}
-        for field in dataclasses.fields(self):
+        for field in sorted(dataclasses.fields(self), key=lambda field: field.kw_only):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray):
                 arrays[field.name] = value

@@ -9,9 +9,29 @@ import seggradcam as sgc
 from seggradcam.models import build_unet
 
 from .helpers import SMALL, copy_weights
-from .reference import check_explanation, relative_error
+from .reference import Scores, Site, check_explanation, find_layer, relative_error
 
 SOME_LAYERS = ["enc1_conv2", "bottleneck_conv2", "dec2_up", "dec1_conv2", "logits"]
+
+
+def unet_sites(model, names):
+    """Reference sites of build_unet layers, in a flat or nested (encoder) model."""
+    encoder = [layer.name for layer in model.layers if layer.name == "encoder"]
+
+    def layer(name):
+        try:
+            return model.get_layer(name)
+        except ValueError:
+            return find_layer(model, *encoder, name)
+
+    return {name: Site(layer(name.removesuffix(":pre")), pre=name.endswith(":pre")) for name in names}
+
+
+def unet_scores(model):
+    """The reference's view of a build_unet head: the logits layer's output, or its pre-activation."""
+    logits = find_layer(model, "logits")
+    fused = logits.activation.__name__ != "linear"
+    return Scores(logits, read="pre" if fused else "output", decision="positive" if logits.filters == 1 else "argmax")
 
 
 def majority_class(model, images):
@@ -24,7 +44,7 @@ def test_flat_unet_with_separate_softmax_matches_reference(unet_softmax, images)
     explainer = sgc.SegGradCAM(unet_softmax, layers=SOME_LAYERS)
     expl = explainer.explain(images[:1], [cls, sgc.ClassTarget(cls, region="all")])
     assert "softmax" in expl.explained
-    worst = check_explanation(expl, unet_softmax, "logits", images[:1])
+    worst = check_explanation(expl, unet_softmax, images[:1], unet_sites(unet_softmax, SOME_LAYERS), unet_scores(unet_softmax))
     print(f"flat softmax U-Net: worst relative error {worst:.2e}")
 
 
@@ -35,10 +55,14 @@ def test_fused_softmax_explains_linear_part_like_separate_softmax(unet_softmax, 
     cls = majority_class(unet_softmax, images[:1])
     with pytest.raises(ValueError, match="not on the path"):
         sgc.SegGradCAM(fused, layers="logits")  # its output is the softmax, not the scores
-    expl = sgc.SegGradCAM(fused, layers=SOME_LAYERS[:-1]).explain(images[:1], [cls, sgc.PixelTarget(3, 30)])
+    layers = SOME_LAYERS[:-1] + ["logits:pre"]
+    expl = sgc.SegGradCAM(fused, layers=layers).explain(images[:1], [cls, sgc.PixelTarget(3, 30)])
     assert "without its fused softmax" in expl.explained
-    # the reference runs on the model with a linear logits layer and the same weights
-    check_explanation(expl, unet_softmax, "logits", images[:1])
+    check_explanation(expl, fused, images[:1], unet_sites(fused, layers), unet_scores(fused))
+    # the same weights with a separate softmax give the same maps
+    separate = sgc.SegGradCAM(unet_softmax, layers=SOME_LAYERS).explain(images[:1], [cls, sgc.PixelTarget(3, 30)])
+    for mine, theirs in zip(layers, SOME_LAYERS):
+        assert relative_error(expl.raw[mine], separate.raw[theirs]) < 1e-5  # float32 order differences only
     assert fused.get_layer("logits").activation.__name__ == "softmax"  # user's model untouched
 
 
@@ -50,7 +74,7 @@ def test_sigmoid_head_explains_foreground_logit(images):
     explainer = sgc.SegGradCAM(model, layers=SOME_LAYERS)
     assert "sigmoid" in explainer.explained
     expl = explainer.explain(images[:1], [0, sgc.RegionTarget(box=(0, 0, 16, 16))])
-    check_explanation(expl, model, "logits", images[:1])
+    check_explanation(expl, model, images[:1], unet_sites(model, SOME_LAYERS), unet_scores(model))
     assert set(np.unique(expl.prediction)) <= {0, 1}
 
 
@@ -59,8 +83,10 @@ def test_fused_sigmoid_one_channel_head(images):
     separate = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="sigmoid")
     fused = build_unet(input_shape=(32, 32, 3), num_classes=1, filters=(4, 8, 16), head="fused-sigmoid")
     copy_weights(separate, fused)
-    expl = sgc.SegGradCAM(fused, layers=["bottleneck_conv2", "dec1_conv2"]).explain(images[:1], sgc.ClassTarget(0, region="all"))
-    check_explanation(expl, separate, "logits", images[:1])
+    layers = ["bottleneck_conv2", "dec1_conv2"]
+    expl = sgc.SegGradCAM(fused, layers=layers).explain(images[:1], sgc.ClassTarget(0, region="all"))
+    check_explanation(expl, fused, images[:1], unet_sites(fused, layers), unet_scores(fused))
+    check_explanation(expl, separate, images[:1], unet_sites(separate, layers), unet_scores(separate))
 
 
 def test_nested_encoder_gives_same_maps_as_flat_model(unet_softmax, images):
@@ -77,7 +103,7 @@ def test_nested_encoder_gives_same_maps_as_flat_model(unet_softmax, images):
         assert relative_error(expl_nested.raw[layer], expl_flat.raw[layer]) < 1e-5
         assert relative_error(expl_nested.weights[layer], expl_flat.weights[layer]) < 1e-5
     np.testing.assert_allclose(expl_nested.heatmaps, expl_flat.heatmaps, atol=1e-5)
-    check_explanation(expl_nested, unet_softmax, "logits", images[:2])
+    check_explanation(expl_nested, nested, images[:2], unet_sites(nested, SOME_LAYERS), unet_scores(nested))
     # the user's nested model is untouched: same layers, same weights, still callable
     assert len(nested.layers) == layer_count
     for before, after in zip(weights_before, nested.weights):
@@ -98,7 +124,7 @@ def test_batch_of_three_four_target_kinds_all_layers(unet_softmax, images):
     explainer = sgc.SegGradCAM(unet_softmax, layers="all")
     expl = explainer.explain(images, targets)
     assert expl.heatmaps.shape == (3, 4, len(explainer.layers), 32, 32)
-    worst = check_explanation(expl, unet_softmax, "logits", images)
+    worst = check_explanation(expl, unet_softmax, images, unet_sites(unet_softmax, expl.layers), unet_scores(unet_softmax))
     print(f"batch 3 x 4 targets x {len(expl.layers)} layers: worst relative error {worst:.2e}")
 
 
@@ -157,11 +183,11 @@ def test_one_forward_pass_per_batch(unet_softmax, images):
     explainer = sgc.SegGradCAM(unet_softmax, layers="all")
     layer.call = counting_call
     try:
-        tf.config.run_functions_eagerly(False)
-        explainer.explain(images, [0, 1, 2])
+        explainer.explain(images, [sgc.ClassTarget(c, region="all") for c in range(3)])
     finally:
         del layer.call
     assert len(calls) == 1  # the first layer is called once in the single trace
+    assert explainer.engine.trace_count == 1
 
 
 def two_layer_network(separate_relu):
@@ -222,11 +248,11 @@ def test_pre_activation_equals_conv_followed_by_separate_activation():
         sgc.SegGradCAM(separate, layers="hidden:pre")
 
 
-def test_pre_activation_on_the_unet_matches_reference_through_flat_copy(unet_softmax, images):
-    expl = sgc.SegGradCAM(unet_softmax, layers=["dec1_conv2:pre", "bottleneck_conv1:pre"]).explain(images[:1], sgc.PixelTarget(3, 3))
-    assert expl.raw["dec1_conv2:pre"].shape == (1, 1, 32, 32)
-    pre_model = keras.Model(unet_softmax.inputs[0], unet_softmax.get_layer("dec1_conv2").output)
-    assert expl.raw["dec1_conv2:pre"].min() < 0 <= pre_model(images[:1]).numpy().min()  # pre-ReLU values are signed
+def test_pre_activation_on_the_unet_matches_reference(unet_softmax, images):
+    layers = ["dec1_conv2:pre", "bottleneck_conv1:pre", "dec1_conv2"]
+    expl = sgc.SegGradCAM(unet_softmax, layers=layers).explain(images[:2], [sgc.PixelTarget(3, 3), sgc.ClassTarget(1, region="all")])
+    assert expl.raw["dec1_conv2:pre"].shape == (2, 2, 32, 32)
+    check_explanation(expl, unet_softmax, images[:2], unet_sites(unet_softmax, layers), unet_scores(unet_softmax))
 
 
 def test_loss_target_matches_reference_cross_entropy(unet_softmax, images):

@@ -8,7 +8,7 @@ import tensorflow as tf
 import seggradcam as sgc
 from seggradcam.methods import get_method, pool_gradients
 
-from .reference import numpy_method, predicted_map, reference_gradients, reference_mask, relative_error
+from .reference import Scores, Site, numpy_method, predicted_map, reference_gradients, reference_mask, relative_error
 
 LAYERS = ["enc1_conv2", "bottleneck_conv2", "dec2_up", "dec1_conv2"]
 
@@ -33,7 +33,8 @@ def test_methods_match_numpy_on_reference_gradients(unet_softmax, images, method
         for t, target in enumerate(targets):
             mask, cls = reference_mask(target, predicted, (32, 32))
             for layer in LAYERS:
-                grads, acts, _ = reference_gradients(unet_softmax, images[n], layer, "logits", mask, cls)
+                scores = Scores(unet_softmax.get_layer("logits"))
+                grads, acts, _ = reference_gradients(unet_softmax, images[n], Site(unet_softmax.get_layer(layer)), scores, mask, cls)
                 expected = numpy_method(method, grads, acts, **options)
                 # float64 textbook formulas against the float32 engine
                 assert relative_error(expl.raw[layer][n, t], expected) < 1e-4, (method, layer)
@@ -90,3 +91,26 @@ def test_grad_cam_plus_plus_is_finite_for_huge_scores():
 def test_bad_methods_and_options(name, options, text):
     with pytest.raises(ValueError, match=text):
         get_method(name, options)
+
+
+def test_a_new_method_is_one_function_and_one_line(unet_softmax, images):
+    from seggradcam.methods import METHODS, register
+
+    @register("test-max-gradient")
+    def max_gradient_weights(grads, acts):
+        return tf.reduce_max(grads, axis=[2, 3], keepdims=True)
+
+    try:
+        target = sgc.PixelTarget(6, 9, class_index=1)
+        expl = sgc.SegGradCAM(unet_softmax, layers="bottleneck_conv2", method="test-max-gradient").explain(images[:1], target)
+    finally:
+        del METHODS["test-max-gradient"]
+    mask = np.zeros((32, 32))
+    mask[6, 9] = 1.0
+    layer = Site(unet_softmax.get_layer("bottleneck_conv2"))
+    grads, acts, _ = reference_gradients(unet_softmax, images[0], layer, Scores(unet_softmax.get_layer("logits")), mask, 1)
+    weights = grads.max(axis=(0, 1))
+    assert relative_error(expl.weights["bottleneck_conv2"][0, 0], weights) < 1e-5  # float32 vs float64 order only
+    assert relative_error(expl.raw["bottleneck_conv2"][0, 0], (acts * weights).sum(-1)) < 1e-5
+    with pytest.raises(ValueError, match="unknown method 'test-max-gradient'"):
+        get_method("test-max-gradient")

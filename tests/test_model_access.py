@@ -141,10 +141,11 @@ def small_unet_under_policy(policy):
 @pytest.mark.parametrize(
     "policy, tolerance",
     [
-        # the model computes in float16 (10-bit mantissa, 4.9e-4 relative step): the graph and
-        # eager runs round the same float16 values in a different order (oneDNN fusions), so
-        # maps agree to a few float16 steps, not to float32 precision
-        ("mixed_float16", 2e-2),
+        # the model computes in float16 (4.9e-4 relative step). Measured: 2e-7 on an AVX2 CPU,
+        # where graph and eager run the same float16 kernels; a CPU with native float16
+        # kernels may fuse ops in the graph and round differently, by up to about two float16
+        # steps, hence 1e-3
+        ("mixed_float16", 1e-3),
         # float64 inside the model; scores and maps are returned in float32, so agreement is
         # that of float32 (see check_explanation's default)
         ("float64", 1e-5),

@@ -55,7 +55,7 @@ def held_out_iou(name, generator):
 
 @pytest.mark.parametrize(
     "name, generator, floor",
-    [("shapes_unet", data.texture_shapes, 0.80), ("digits_unet", data.texture_digits, 0.0), ("biased_unet", data.biased_shapes, 0.0)],
+    [("shapes_unet", data.texture_shapes, 0.80), ("digits_unet", data.texture_digits, 0.85), ("biased_unet", data.biased_shapes, 0.0)],
 )
 def test_shipped_model_reaches_recorded_miou(name, generator, floor):
     (miou, per_class), model = held_out_iou(name, generator)

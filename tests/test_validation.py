@@ -1,20 +1,12 @@
 """Every bad-input case of docs/validation.md raises a clear, typed error."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from .bad_input_cases import cases
 
-def load_cases():
-    path = Path(__file__).resolve().parent.parent / "examples" / "bad_inputs.py"
-    spec = importlib.util.spec_from_file_location("bad_inputs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.cases()
-
-
-CASES = load_cases()
+CASES = cases()
 
 
 @pytest.mark.parametrize("name, action", CASES, ids=[name for name, _ in CASES])
@@ -29,5 +21,5 @@ def test_bad_input_raises_a_clear_error(name, action):
 def test_docs_table_is_current():
     table = (Path(__file__).resolve().parent.parent / "docs" / "validation.md").read_text()
     for name, _ in CASES:
-        assert f"| {name} |" in table, f"docs/validation.md lacks the case {name!r}: rerun examples/bad_inputs.py"
+        assert f"| {name} |" in table, f"docs/validation.md lacks the case {name!r}: rerun python -m tests.bad_input_cases"
     assert "(no error)" not in table
