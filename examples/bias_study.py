@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 import seggradcam as sgc
 from seggradcam.data import BIAS_CLASS, BIAS_STUDY_SEED, biased_shapes
 from seggradcam.metrics import bias_share
-from seggradcam.models import load_pretrained
+from seggradcam.models import load_model, load_pretrained
 
 MODELS = ("biased_unet", "control_unet")
 LAYERS = ("enc1_conv2", "enc2_conv2", "enc3_conv2", "bottleneck_conv1", "bottleneck_conv2", "dec3_conv2", "dec2_conv2", "dec1_conv2")
@@ -66,14 +67,14 @@ def study_images(count: int, seed: int = BIAS_STUDY_SEED) -> tuple[np.ndarray, n
     return images[keep], labels[keep] == BIAS_CLASS, tile
 
 
-def shares(model, images, truth, tile, layers=LAYERS, batch: int = 16) -> dict:
+def shares(model, images, truth, tile, layers=LAYERS, batch: int = 16, method: str = "seg-grad-cam") -> dict:
     """Bias shares on the tile, per (target, view): (N, L) arrays, NaN for an all-zero map.
 
     Each batch is one ``explain`` call (one compiled pass) with every layer and target: the
     ``predicted`` and ``image`` targets plus one ``truth`` target per image of the batch,
     of which each image keeps its own.
     """
-    explainer = sgc.SegGradCAM(model, layers=list(layers))
+    explainer = sgc.SegGradCAM(model, layers=list(layers), method=method)
     out = {(target, view): [] for target in TARGETS for view in VIEWS}
     for start in range(0, len(images), batch):
         chunk = slice(start, start + batch)
@@ -118,6 +119,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--draws", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=BIAS_STUDY_SEED, help="biased_shapes seed of the study images")
+    parser.add_argument("--models", default=None, help="folder with biased_unet.keras and control_unet.keras (default: the shipped ones)")
     args = parser.parse_args()
     images, truth, tile = study_images(args.images, args.seed)
     print(f"{len(images)} held-out images with disks (biased_shapes seed {args.seed}), checkerboard in the tile;")
@@ -126,7 +128,8 @@ def main():
     results = {}
     for name in MODELS:
         start = time.perf_counter()
-        results[name] = shares(load_pretrained(name), images, truth, tile, batch=args.batch)
+        model = load_model(Path(args.models) / f"{name}.keras") if args.models else load_pretrained(name)
+        results[name] = shares(model, images, truth, tile, batch=args.batch)
         print(f"{name}: explained in {time.perf_counter() - start:.0f} s")
     for target in TARGETS:
         for view in VIEWS:
