@@ -40,6 +40,7 @@ import numpy as np
 
 import seggradcam as sgc
 from seggradcam.data import BIAS_CLASS, BIAS_STUDY_SEED, HELD_OUT_SEEDS, biased_shapes
+from seggradcam.diagnostics import negative_weight_share
 from seggradcam.metrics import bias_share
 from seggradcam.models import load_model, load_pretrained
 
@@ -48,6 +49,7 @@ LAYERS = ("enc1_conv2", "enc2_conv2", "enc3_conv2", "bottleneck_conv1", "bottlen
 TARGETS = ("predicted", "truth", "image")
 VIEWS = ("positive", "counterfactual", "magnitude")
 METHODS = ("seg-grad-cam", "seg-hires-grad-cam")
+SIGN_LAYERS = ("enc3_conv2", "bottleneck_conv1", "bottleneck_conv2")
 # The view this study recommends for the shortcut (see the README and notebook 04); the test
 # tests/test_bias_study.py checks it on the shipped models.
 RECOMMENDED = {"method": "seg-hires-grad-cam", "target": "predicted", "view": "positive", "layer": "enc3_conv2"}
@@ -124,6 +126,36 @@ def shares(model, images, truth, tile, layers=LAYERS, batch: int = 16, method: s
     return {key: np.concatenate(parts) for key, parts in out.items()}
 
 
+def signs(model, images, layers=SIGN_LAYERS, batch: int = 16) -> dict:
+    """Per layer: the share of negative channel weights alpha, and the signed map's mean on the
+    tile and off it (at the layer's resolution, each map divided by its largest |value|), for
+    the predicted-disk target of plain Seg-Grad-CAM. Returns layer -> (3,) means over images.
+    """
+    explainer = sgc.SegGradCAM(model, layers=list(layers))
+    parts = []
+    for start in range(0, len(images), batch):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sgc.EmptyMapWarning)
+            expl = explainer.explain(images[start : start + batch], sgc.ClassTarget(BIAS_CLASS))
+        negative = negative_weight_share(expl.weights, expl.layers)[:, 0]  # (n, L)
+        rows = []
+        for name in expl.layers:
+            raw = expl.raw[name][:, 0]  # (n, h, w)
+            raw = raw / np.maximum(np.abs(raw).max(axis=(1, 2), keepdims=True), 1e-12)
+            on_tile = bias_tile_at(raw.shape[1])
+            rows.append(np.stack([raw[:, on_tile].mean(axis=1), raw[:, ~on_tile].mean(axis=1)], axis=1))
+        parts.append(np.concatenate([negative[..., np.newaxis], np.stack(rows, axis=1)], axis=2))  # (n, L, 3)
+    means = np.concatenate(parts).mean(axis=0)
+    return {name: means[index] for index, name in enumerate(layers)}
+
+
+def bias_tile_at(side: int) -> np.ndarray:
+    """The tile (top-left quarter) on a side x side grid."""
+    tile = np.zeros((side, side), bool)
+    tile[: side // 2, : side // 2] = True
+    return tile
+
+
 def _mean(values: np.ndarray, axis=None) -> np.ndarray:
     with warnings.catch_warnings():  # a resample of only empty maps has no mean: NaN
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -187,6 +219,13 @@ def main():
                 biased, control = results[(method, "biased_unet")][(target, view)], results[(method, "control_unet")][(target, view)]
                 print(f"\nmethod={method} target={target} view={view}")
                 print_table(biased, control, args.draws)
+
+    print("\nPart 3: the signs. Plain Seg-Grad-CAM, predicted-disk target: share of negative channel weights")
+    print("alpha, and the signed map's mean on the tile and off it (each map divided by its max |value|).")
+    print(f"{'layer':<17} {'model':<13} {'negative alpha':>15} {'map on tile':>12} {'map off tile':>13}")
+    for name, model in models.items():
+        for layer, (negative, on_tile, off_tile) in signs(model, images).items():
+            print(f"{layer:<17} {name:<13} {negative:>15.2f} {on_tile:>+12.3f} {off_tile:>+13.3f}")
 
     pick = RECOMMENDED
     index = LAYERS.index(pick["layer"])
