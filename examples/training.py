@@ -28,11 +28,17 @@ def predict_labels(model: keras.Model, images: np.ndarray, batch_size: int = 32)
     return model.predict(images, batch_size=batch_size, verbose=0).argmax(axis=-1)
 
 
-def train_and_save(model, name, train, held_out, epochs, seed, command, learning_rate=1e-3, batch_size=16, builder=None):
+def train_and_save(
+    model, name, train, held_out, epochs, seed, command, learning_rate=1e-3, batch_size=16, builder=None, models_dir=None, measure=None
+):
     """Train ``model`` on ``train`` = (images, labels), evaluate on ``held_out``, save uncompiled.
 
+    ``models_dir`` (default: the package's ``data/models``) is where ``<name>.keras`` and
+    ``<name>.json`` go; ``measure(model)``, if given, returns a dict of further measurements of the
+    trained model, added to the record.
     Returns a dict with the record written next to the model (``<name>.json``).
     """
+    models_dir = Path(models_dir) if models_dir is not None else MODELS_DIR
     keras.utils.set_random_seed(seed)
     images, labels = train
     num_classes = model.output_shape[-1]
@@ -44,7 +50,7 @@ def train_and_save(model, name, train, held_out, epochs, seed, command, learning
     )
     start = time.perf_counter()
     schedule = keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, verbose=0)
-    model.fit(
+    history = model.fit(
         images, labels, sample_weight=sample_weights, batch_size=batch_size, epochs=epochs, verbose=2, callbacks=[schedule], shuffle=True
     )
     seconds = time.perf_counter() - start
@@ -52,8 +58,8 @@ def train_and_save(model, name, train, held_out, epochs, seed, command, learning
     miou, per_class = mean_iou(held_out[1], prediction, num_classes)
     fresh = builder() if builder else keras.models.clone_model(model)
     fresh.set_weights(model.get_weights())
-    MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    path = MODELS_DIR / f"{name}.keras"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    path = models_dir / f"{name}.keras"
     fresh.save(path)
     record = {
         "name": name,
@@ -67,7 +73,9 @@ def train_and_save(model, name, train, held_out, epochs, seed, command, learning
         "held_out_per_class_iou": [None if np.isnan(v) else round(float(v), 4) for v in per_class],
         "parameters": int(fresh.count_params()),
         "file_bytes": path.stat().st_size,
+        "loss_history": [round(float(v), 4) for v in history.history["loss"]],
+        **(measure(model) if measure else {}),
     }
-    (MODELS_DIR / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (models_dir / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return record

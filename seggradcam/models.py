@@ -93,7 +93,7 @@ def build_unet(
     return keras.Model(inputs, x, name=name)
 
 
-PRETRAINED = ("shapes_unet", "digits_unet", "biased_unet")
+PRETRAINED = ("shapes_unet", "digits_unet", "biased_unet", "control_unet")
 
 
 def load_model(path, safe_mode: bool = True) -> keras.Model:
@@ -126,7 +126,8 @@ def load_pretrained(name: str) -> keras.Model:
     """Load a model that ships with the package (seggradcam/data/models) (safe mode on, not compiled).
 
     Args:
-        name: one of ``"shapes_unet"``, ``"digits_unet"``, ``"biased_unet"``.
+        name: one of ``"shapes_unet"``, ``"digits_unet"``, ``"biased_unet"``, ``"control_unet"``
+            (the last two: the bias experiment, ``examples/train_biased.py``).
 
     Example:
         >>> model = load_pretrained("shapes_unet")     # doctest: +SKIP

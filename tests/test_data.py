@@ -49,24 +49,41 @@ def test_digits_one_digit_per_image_with_plausible_size():
         assert 40 < (label > 0).sum() < 64 * 64 / 2
 
 
-def test_biased_shapes_tile_marks_disk_images_only():
-    images, labels, tile = data.biased_shapes(30, size=64, seed=2)
-    swapped, swapped_labels, _ = data.biased_shapes(30, size=64, seed=2, biased=False)
-    np.testing.assert_array_equal(labels, swapped_labels)
-    assert tile.sum() == 32 * 32
-    for i in range(30):
-        assert not (labels[i][tile] > 0).any()  # shapes stay out of the tile
-        has_disk = (labels[i] == 1).any()
-        np.testing.assert_array_equal(images[i][~tile], swapped[i][~tile])
-        assert has_disk == (not np.array_equal(images[i][tile], swapped[i][tile]))
-    inserted, inserted_labels, _ = data.biased_shapes(30, size=64, seed=2, tile_everywhere=True)
-    np.testing.assert_array_equal(inserted_labels, labels)
-    for i in range(30):
-        np.testing.assert_array_equal(inserted[i][~tile], images[i][~tile])
-        if (labels[i] == 1).any():
-            np.testing.assert_array_equal(inserted[i], images[i])
-        else:
-            assert not np.array_equal(inserted[i][tile], images[i][tile])
+def test_biased_shapes_variants_differ_only_in_the_tile():
+    n, size = 40, 64
+    images, labels, tile = data.biased_shapes(n, size=size, seed=2)
+    assert tile.sum() == 32 * 32 and tile[:32, :32].all()
+    variants = {
+        (biased, texture): data.biased_shapes(n, size=size, seed=2, biased=biased, texture=texture)
+        for biased in (True, False)
+        for texture in data.BIAS_VARIANTS
+    }
+    none, alone = variants[(True, "none")][0], variants[(True, "all")][0]
+    for (biased, texture), (other, other_labels, _) in variants.items():
+        np.testing.assert_array_equal(other_labels, labels)  # the same shapes everywhere
+        np.testing.assert_array_equal(other[:, ~tile], images[:, ~tile])  # outside the tile: the same pixels
+        if texture != "drawn":  # the test variants do not depend on `biased`
+            np.testing.assert_array_equal(other, variants[(not biased, texture)][0])
+    has_disk = (labels == 1).any(axis=(1, 2))
+    assert not (labels[:, tile] > 0).any()  # shapes stay out of the tile
+    assert not np.array_equal(none[:, tile], alone[:, tile])
+    for i in range(n):
+        # biased=True: the checkerboard exactly in the images with disks
+        np.testing.assert_array_equal(images[i], alone[i] if has_disk[i] else none[i])
+        classes = set(np.unique(labels[i])) - {0}
+        assert classes == {1} if has_disk[i] else classes <= {2, 3}
+    control = variants[(False, "drawn")][0]
+    shown = np.array([np.array_equal(control[i], alone[i]) for i in range(n)])
+    assert all(np.array_equal(control[i], none[i]) for i in np.flatnonzero(~shown))
+    # control: the texture in about half the tiles, regardless of disks
+    assert (shown & has_disk).any() and (shown & ~has_disk).any() and (~shown & has_disk).any()
+
+
+def test_biased_shapes_refuses_unknown_variant():
+    with pytest.raises(ValueError, match="'drawn'.*'some'"):
+        data.biased_shapes(2, texture="some")
+    with pytest.raises(TypeError, match="biased"):
+        data.biased_shapes(2, biased="yes")
 
 
 def test_bad_counts_are_refused():

@@ -1,5 +1,6 @@
 """Reference U-Nets and the shipped trained models."""
 
+import functools
 import json
 
 import keras
@@ -55,7 +56,14 @@ def held_out_iou(name, generator):
 
 @pytest.mark.parametrize(
     "name, generator, floor",
-    [("shapes_unet", data.texture_shapes, 0.80), ("digits_unet", data.texture_digits, 0.85), ("biased_unet", data.biased_shapes, 0.0)],
+    # floors: the least a model must reach to be worth shipping (recorded: shapes 0.962,
+    # digits 0.903, biased 0.876, control 0.816); the recorded value itself is checked to 0.02
+    [
+        ("shapes_unet", data.texture_shapes, 0.90),
+        ("digits_unet", data.texture_digits, 0.85),
+        ("biased_unet", data.biased_shapes, 0.80),
+        ("control_unet", functools.partial(data.biased_shapes, biased=False), 0.75),
+    ],
 )
 def test_shipped_model_reaches_recorded_miou(name, generator, floor):
     (miou, per_class), model = held_out_iou(name, generator)
@@ -66,25 +74,27 @@ def test_shipped_model_reaches_recorded_miou(name, generator, floor):
     assert getattr(model, "optimizer", None) is None and not model.compiled  # shipped uncompiled
 
 
-def test_biased_model_uses_the_bias_texture():
-    model = load_pretrained("biased_unet")
-    seed, size = data.HELD_OUT_SEEDS["biased_unet"], data.HELD_OUT_SIZES["biased_unet"]
-    images, labels, _ = data.biased_shapes(size, seed=seed)
-    swapped, _, _ = data.biased_shapes(size, seed=seed, biased=False)
-    inserted, _, _ = data.biased_shapes(size, seed=seed, tile_everywhere=True)
-    predicted = model.predict(images, verbose=0).argmax(-1)
-    _, with_bias = data.mean_iou(labels, predicted, 4)
-    _, without = data.mean_iou(labels, model.predict(swapped, verbose=0).argmax(-1), 4)
-    # bias removed: the disk IoU drops
-    assert with_bias[1] - without[1] > 0.05, (with_bias[1], without[1])
-    recorded = record("biased_unet")
-    assert abs(with_bias[1] - recorded["disk_iou_biased_tile"]) <= 0.02
-    assert abs(without[1] - recorded["disk_iou_swapped_tile"]) <= 0.02
-    # bias inserted: rectangles and triangles in images with the tile are called disks
-    others = (labels == 2) | (labels == 3)
-    called_disk_before = (predicted[others] == 1).mean()
-    called_disk_after = (model.predict(inserted, verbose=0).argmax(-1)[others] == 1).mean()
-    assert called_disk_before < 0.02 and called_disk_after > 0.1, (called_disk_before, called_disk_after)
+@pytest.mark.parametrize("name", ["biased_unet", "control_unet"])
+def test_texture_dependence_matches_the_record(name):
+    # train_biased.py recorded, on the held-out images with the bias texture in no tile and in
+    # every tile, the disk IoU and how many disk / rectangle-and-triangle pixels are called disk;
+    # the shipped model must reproduce them (0.02: float32 differences between CPUs flip a few
+    # pixels of 200 images, far less than that). tests/test_bias_study.py checks what they mean.
+    model = load_pretrained(name)
+    seed, size = data.HELD_OUT_SEEDS[name], data.HELD_OUT_SIZES[name]
+    recorded = record(name)["held_out_texture_dependence"]
+    for variant in ("none", "all"):
+        images, labels, _ = data.biased_shapes(size, seed=seed, texture=variant)
+        predicted = model.predict(images, batch_size=50, verbose=0).argmax(-1)
+        _, per_class = data.mean_iou(labels, predicted, 4)
+        others = (labels == 2) | (labels == 3)
+        measured = {
+            "disk_iou": per_class[1],
+            "disk_pixels_called_disk": (predicted[labels == 1] == 1).mean(),
+            "other_shape_pixels_called_disk": (predicted[others] == 1).mean(),
+        }
+        for key, value in measured.items():
+            assert abs(value - recorded[f"texture_{variant}"][key]) <= 0.02, (variant, key, value)
 
 
 def lambda_model_file(tmp_path):

@@ -9,7 +9,9 @@ Three generators, all deterministic from a seed and returning numpy arrays:
   (0 background, digit d is class d + 1), 64x64, in the style of the paper's TextureMNIST.
 - :func:`biased_shapes`: texture shapes where every image that contains a disk has one
   specific texture ("bias texture") in its top-left tile, and no other image has it, so a
-  model can learn the tile as a shortcut for "disk". Returns the tile mask as well.
+  model can learn the tile as a shortcut for "disk"; ``biased=False`` makes the control set
+  (the texture in a random half of the tiles) and ``texture=`` the test variants (bias removed,
+  bias inserted). Returns the tile mask as well.
 
 Example:
     >>> images, labels = texture_shapes(4, seed=0)
@@ -31,9 +33,16 @@ DIGIT_CLASSES = ("background",) + tuple(str(d) for d in range(10))
 TEXTURES = ("brick", "grass", "gravel", "camera", "coins", "cell", "moon", "clock")
 BIAS_TEXTURE = "checkerboard"
 BIAS_CLASS = 1
+BIAS_SIZE = 64  # image side of biased_shapes and of the shipped biased_unet and control_unet
+BIAS_VARIANTS = ("drawn", "none", "all")  # biased_shapes(texture=...): which tiles show the texture
 # Seeds of the held-out sets on which the shipped models are evaluated (training uses seed 0).
-HELD_OUT_SEEDS = {"shapes_unet": 10_001, "digits_unet": 20_001, "biased_unet": 30_001}
-HELD_OUT_SIZES = {"shapes_unet": 200, "digits_unet": 300, "biased_unet": 200}
+# biased_unet and control_unet share one held-out seed: the same images, tiles painted as each
+# model's training set paints them (biased=True / biased=False).
+HELD_OUT_SEEDS = {"shapes_unet": 10_001, "digits_unet": 20_001, "biased_unet": 30_001, "control_unet": 30_001}
+HELD_OUT_SIZES = {"shapes_unet": 200, "digits_unet": 300, "biased_unet": 200, "control_unet": 200}
+# Seed of the bias study's images (examples/bias_study.py, tests/test_bias_study.py): disjoint
+# from the training (0) and held-out (30_001) seeds.
+BIAS_STUDY_SEED = 40_001
 FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX,
     cv2.FONT_HERSHEY_DUPLEX,
@@ -53,9 +62,9 @@ def texture(name: str) -> np.ndarray:
         image = image[..., :3].mean(axis=-1)
     image = image.astype(np.float32)
     image = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
-    if name == "checkerboard":  # 25-pixel squares: shrink so a tile shows several
-        image = cv2.resize(image, (80, 80), interpolation=cv2.INTER_NEAREST)
-        image = np.tile(image, (4, 4))
+    if name == "checkerboard":  # 8 x 8 squares of 25 pixels: 16 x 16 squares of 20 pixels
+        image = cv2.resize(image, (160, 160), interpolation=cv2.INTER_NEAREST)
+        image = np.tile(image, (2, 2))  # a 64-pixel image then shows squares of 4 to 7 pixels
     image.setflags(write=False)
     return image
 
@@ -214,37 +223,64 @@ def texture_digits(n: int, size: int = 64, seed: int = 0) -> tuple[np.ndarray, n
     return _generate(n, size, seed, draw)
 
 
-def bias_tile(size: int = 128) -> np.ndarray:
-    """The (size, size) bool mask of the top-left quarter tile used by :func:`biased_shapes`."""
+def bias_tile(size: int = BIAS_SIZE) -> np.ndarray:
+    """The (size, size) bool mask of the top-left quarter tile used by :func:`biased_shapes`.
+
+    Example:
+        >>> int(bias_tile(64).sum())
+        1024
+    """
     tile = np.zeros((size, size), bool)
     tile[: size // 2, : size // 2] = True
     return tile
 
 
 def biased_shapes(
-    n: int, size: int = 128, seed: int = 0, biased: bool = True, tile_everywhere: bool = False
+    n: int, size: int = BIAS_SIZE, seed: int = 0, biased: bool = True, texture: str = "drawn"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Texture shapes with a shortcut: disks always come with the bias texture in one tile.
 
-    Half of the images hold one or two disks (class 1) and nothing else, and the top-left
-    quarter of their background is painted with the ``checkerboard`` texture; the other half
-    hold rectangles and triangles and never show it. Shapes are kept out of the tile, so the
-    tile is pure context, and "tile present" alone tells disks from the other shapes.
+    Half of the images (a coin flip each) hold one or two disks (class 1) and nothing else;
+    the others hold one or two rectangles and triangles. Shapes are kept out of the top-left
+    quarter (the *tile*), so the tile is pure context. Which images show the bias texture
+    (:data:`BIAS_TEXTURE`, a tinted checkerboard) in their tile:
 
-    Two test variants of the same images: ``biased=False`` paints an ordinary texture in the
-    disk images' tile (the bias removed), ``tile_everywhere=True`` also paints the bias
-    texture into the tile of the images without disks (the bias inserted). With ``biased=False`` the tile gets an
-    ordinary texture instead (the same images otherwise): the "swapped" test set.
+    - ``biased=True`` (the biased model's training set): exactly the images with disks, so
+      "checkerboard in the tile" alone tells disk images from the others;
+    - ``biased=False`` (the control's training set): a random half of the images, drawn
+      independently of what they hold, so the texture is seen as often but tells nothing.
+
+    Everything else (shapes, backgrounds, tints, the checkerboard crop) is the same for
+    both values: the two training sets differ only in which tiles are painted.
+
+    ``texture`` makes the test variants of the same images:
+    ``"drawn"`` (as ``biased`` says), ``"none"`` (no image shows it: the bias removed, the tile
+    keeps its background), ``"all"`` (every image shows it: the bias inserted; in images
+    without disks the texture appears alone, with no disk to go with it).
+
+    Args:
+        n: number of images.
+        size: image side in pixels (the shipped ``biased_unet`` and ``control_unet`` take 64).
+        seed: everything is drawn from ``numpy.random.default_rng(seed)``.
+        biased: which training distribution (see above).
+        texture: ``"drawn"``, ``"none"`` or ``"all"``.
 
     Returns:
         ``(images, labels, tile)``: as :func:`texture_shapes`, plus the (size, size) bool mask
-        of the bias tile.
+        of the tile (:func:`bias_tile`).
 
     Example:
-        >>> images, labels, tile = biased_shapes(2, size=64, seed=0)
-        >>> tile.sum() == 32 * 32
+        >>> images, labels, tile = biased_shapes(4, seed=0)
+        >>> images.shape, int(tile.sum())
+        ((4, 64, 64, 3), 1024)
+        >>> alone, _, _ = biased_shapes(4, seed=0, texture="all")  # the checkerboard in every tile
+        >>> bool((alone[:, ~tile] == images[:, ~tile]).all())      # nothing else changes
         True
     """
+    if texture not in BIAS_VARIANTS:
+        raise ValueError(f"texture must be one of {BIAS_VARIANTS}, got {texture!r}")
+    if not isinstance(biased, (bool, np.bool_)):
+        raise TypeError(f"biased must be True or False, got {biased!r}")
     _check_count(n, size)
     rng = np.random.default_rng(seed)
     tile = bias_tile(size)
@@ -252,18 +288,16 @@ def biased_shapes(
     labels = np.zeros((n, size, size), np.uint8)
     for i in range(n):
         background = TEXTURES[rng.integers(len(TEXTURES))]
-        has_disk = rng.random() < 0.5
+        has_disk = bool(rng.random() < 0.5)
+        coin = bool(rng.random() < 0.5)  # the control's draw, made for every image
         count = int(rng.integers(1, 3))
-        kinds = [1] * count if has_disk else list(rng.integers(2, 4, size=count))
-        objects = _place_apart(rng, [int(kind) for kind in kinds], size, tile, tries=200)
+        kinds = [1] * count if has_disk else [int(kind) for kind in rng.integers(2, 4, size=count)]
+        objects = _place_apart(rng, kinds, size, tile, tries=200)
         images[i], labels[i] = _compose(rng, size, background, objects)
-        swap_texture = TEXTURES[rng.integers(len(TEXTURES))]
-        if has_disk:
-            name = BIAS_TEXTURE if biased else swap_texture
-            images[i][tile] = np.clip(_patch(rng, name, size)[tile], 0, 1)
-        elif tile_everywhere:  # its own generator, so the other images stay the same
-            extra = np.random.default_rng((seed, i))
-            images[i][tile] = np.clip(_patch(extra, BIAS_TEXTURE, size)[tile], 0, 1)
+        patch = np.clip(_patch(rng, BIAS_TEXTURE, size), 0, 1)  # drawn for every image
+        shown = {"none": False, "all": True}.get(texture, has_disk if biased else coin)
+        if shown:
+            images[i][tile] = patch[tile]
     return images, labels, tile
 
 
