@@ -11,7 +11,7 @@ Example:
     >>> model = sgc.models.load_pretrained("shapes_unet")
     >>> expl = sgc.SegGradCAM(model, layers="all").explain(sgc.data.load_samples("shapes")["images"][0], [1, 2])
     >>> expl.heatmaps.shape[:3]
-    (1, 2, 13)
+    (1, 2, 18)
 """
 
 from __future__ import annotations
