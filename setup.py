@@ -73,10 +73,13 @@ setup(
     include_package_data=False,
     install_requires=[
         "keras>=3.15",  # the shipped .keras models do not load with 3.12 to 3.14
-        "numpy>=1.26",
-        "opencv-python-headless>=4.8",
-        "scikit-image>=0.22",
-        "matplotlib>=3.8",
+        # seggradcam.data draws digits with OpenCV's Hershey fonts, which OpenCV 5 renders
+        # differently from 4.x: the shipped digits model and its held-out set need OpenCV 5,
+        # and OpenCV 5 needs NumPy 2 (so do the floors of scikit-image and matplotlib below)
+        "numpy>=2.0",
+        "opencv-python-headless>=5.0",
+        "scikit-image>=0.24",
+        "matplotlib>=3.9",
         "tqdm>=4.66",
     ],
     extras_require=extras,

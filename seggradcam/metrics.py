@@ -186,7 +186,7 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         if sum(len(p) for p in pending_images) >= PENDING_BATCHES * batch_size:
             flush()
     flush()
-    auc = (np.trapezoid if hasattr(np, "trapezoid") else np.trapz)(curves, fractions, axis=-1)  # NumPy 2 / 1.26
+    auc = np.trapezoid(curves, fractions, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         reference = np.abs(expl.scores)[:, :, np.newaxis]
         normalised = np.where(reference > 0, auc / np.where(reference > 0, reference, 1), np.nan)
