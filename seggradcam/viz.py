@@ -177,20 +177,9 @@ def _format_score(value: float) -> str:
 
 
 def _target_label(expl, image_index: int, t: int, class_names) -> str:
-    """E.g. "disk (1) · predicted pixels · score y = 42,774"."""
-    cls = int(expl.classes[image_index, t])
-    what = expl.targets[t].describe().replace(f", class {cls}", "")
-    if what.startswith(f"class {cls}"):
-        rest = what[len(f"class {cls}") :].strip(" ()")
-        plain = {
-            "": "predicted pixels",
-            "all": "all pixels",
-            "mask": "mask region",
-            "largest": "largest object",
-            "smallest": "smallest object",
-        }
-        what = plain.get(rest, rest)
-    return f"{_class_label(cls, class_names)} \u00b7 {what} \u00b7 score y = {_format_score(float(expl.scores[image_index, t]))}"
+    """E.g. "disk (1), box (0, 0, 8, 8) · score y = 42,774": the target titles itself."""
+    title = expl.targets[t].title(_class_label(int(expl.classes[image_index, t]), class_names))
+    return f"{title} \u00b7 score y = {_format_score(float(expl.scores[image_index, t]))}"
 
 
 def _pick_layers(expl, layers) -> list[int]:
@@ -210,11 +199,9 @@ def _pick_layers(expl, layers) -> list[int]:
 
 
 def _draw_target(axis, target, mask: np.ndarray, image_shape: tuple) -> None:
-    from .targets import PixelTarget
-
-    if isinstance(target, PixelTarget):
+    if target.marker is not None:
         scale_r, scale_c = image_shape[0] / mask.shape[0], image_shape[1] / mask.shape[1]
-        row, col = (target.row + 0.5) * scale_r - 0.5, (target.col + 0.5) * scale_c - 0.5
+        row, col = (target.marker[0] + 0.5) * scale_r - 0.5, (target.marker[1] + 0.5) * scale_c - 0.5
         axis.plot([col], [row], marker="+", color=OUTLINE, markersize=11, markeredgewidth=2)
     elif 0 < (mask > 0).sum() < mask.size:
         # pad with zeros so that an outline along the border closes; the axis limits clip it

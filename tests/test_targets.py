@@ -80,8 +80,8 @@ def test_numpy_integers_become_python_ints_and_records_are_json():
 
 def test_titles_and_markers_come_from_the_target():
     truth = np.zeros((4, 4), int)
-    assert sgc.ClassTarget(1).title("disk") == "disk"
-    assert sgc.ClassTarget(1, region="all").title("disk") == "disk, class 1 (all)"
+    assert sgc.ClassTarget(1).title("disk") == "disk, predicted pixels"
+    assert sgc.ClassTarget(1, region="all").title("disk") == "disk, all pixels"
     assert sgc.PixelTarget(2, 3).title("disk") == "disk at (2, 3)" and sgc.PixelTarget(2, 3).marker == (2, 3)
     assert sgc.ComponentTarget(1, which=2).title("disk") == "disk, object 2" and sgc.ComponentTarget(1).marker is None
     assert sgc.RegionTarget(box=(0, 0, 2, 2), ground_truth=truth).title("disk") == "disk, box (0, 0, 2, 2), loss"

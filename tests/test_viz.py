@@ -99,8 +99,8 @@ def test_grid_has_input_and_prediction_panels_and_a_cell_per_target_and_layer():
     assert legend_texts == ["bg (0)", "thing (1)"]
     # each target block is titled with the class, what is explained and the score
     block_titles = [sub.get_suptitle() for sub in figure.subfigs[1:]]
-    assert block_titles[0] == "thing (1) \u00b7 predicted pixels \u00b7 score y = 1,234"
-    assert block_titles[1].startswith("thing (1) \u00b7 pixel (3, 4)")
+    assert block_titles[0] == "thing (1), predicted pixels \u00b7 score y = 1,234"
+    assert block_titles[1].startswith("thing (1) at (3, 4)")
 
 
 def test_grid_wraps_many_layers_into_rows_of_at_most_columns():
