@@ -174,13 +174,14 @@ def _path_name(site: CallSite) -> str:
     return base if site.occurrence == 0 else f"{base}@{site.occurrence}"
 
 
-def _kind(operation, output) -> SiteKind:
+def _kind(operation, output, inputs: list) -> SiteKind:
     if isinstance(operation, keras.layers.Conv2DTranspose):
         return SiteKind.CONV_TRANSPOSE
     if isinstance(operation, (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)):
         return SiteKind.CONV
     weightless = not (isinstance(operation, keras.layers.Layer) and operation.weights)
-    if isinstance(operation, _ACTIVATION_LAYERS) or (weightless and pre_activation(output) is not None):
+    passes_through = output is not None and any(output.name == tensor.name for tensor in inputs)  # e.g. Dropout at inference
+    if isinstance(operation, _ACTIVATION_LAYERS) or (weightless and not passes_through and pre_activation(output) is not None):
         return SiteKind.ACTIVATION
     return SiteKind.OTHER
 
@@ -309,7 +310,7 @@ def _records(model_name: str, seen: list, model_outputs: list, graph, shape: tup
                 path=item.path,
                 occurrence=occurrence,
                 layer_type=type(item.operation).__name__,
-                kind=_kind(item.operation, output),
+                kind=_kind(item.operation, output, inputs),
                 shape=_shape(output),
                 input_shape=_shape(inputs[0]) if inputs else (),
                 output_activation=ends_with,
