@@ -8,7 +8,8 @@ For a batch of N images and T targets, :class:`Engine` runs one ``tf.function`` 
 4. takes the gradients of every target's score with respect to all layers at once, by one
    of the strategies below; summing y over images first is exact because images in a batch
    do not interact at inference;
-5. turns gradients into weights and signed maps with the chosen method, and upsamples them.
+5. turns gradients into weights and signed maps with the chosen method. Heatmaps at input
+   size are rendered from those maps by the Explanation on first use (``postprocess``).
 
 Gradient strategies (``strategy=``), all inside the same traced graph:
     ``"loop"``: one backward pass per target, unrolled in the graph (T gradient calls on one
@@ -26,7 +27,6 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from . import postprocess
 from .encoding import EncodedTargets
 from .layer_choice import ChosenLayer
 from .masks import build_masks, predicted_labels
@@ -50,7 +50,6 @@ class PassResult(NamedTuple):
         prediction: (N, H_out, W_out) predicted labels.
         weights: per layer, (N, T, k) channel weights.
         raw: per layer, (N, T, h, w) signed maps.
-        heatmaps: (N, T, L, H, W) ReLU'd, upsampled, scaled maps.
     """
 
     scores: tf.Tensor
@@ -60,7 +59,6 @@ class PassResult(NamedTuple):
     prediction: tf.Tensor
     weights: tuple
     raw: tuple
-    heatmaps: tf.Tensor
 
 
 class Engine:
@@ -77,8 +75,8 @@ class Engine:
         >>> access = ModelAccess(sgc.models.build_unet((32, 32, 3), num_classes=3, filters=(4, 8, 16)))
         >>> engine = Engine(access, access.choose_layers("auto"))
         >>> result = engine.run(np.zeros((1, 32, 32, 3), np.float32), encode_targets([sgc.PixelTarget(0, 0)], (32, 32), 3))
-        >>> result.heatmaps.shape
-        TensorShape([1, 1, 1, 32, 32])
+        >>> result.raw[0].shape
+        TensorShape([1, 1, 8, 8])
     """
 
     def __init__(self, access: ModelAccess, layers: tuple, method: BoundMethod | None = None, strategy: str = "auto"):
@@ -133,15 +131,13 @@ class Engine:
             built, scores = self._scores(run.scores, targets, with_loss, with_components)
             per_target = tf.reduce_sum(scores, axis=0)
         grads = self._gradients(tape, per_target, list(run.activations), targets.class_index.shape[0])
-        size = tf.shape(images)[1:3]
-        weights, raw, heatmaps = [], [], []
+        weights, raw = [], []
         for grad, act in zip(grads, run.activations):
             layer_weights, layer_raw = self.method.apply(grad, act)
             weights.append(layer_weights)
             raw.append(layer_raw)
-            heatmaps.append(postprocess.heatmap(layer_raw, size))
         prediction = predicted_labels(run.scores, self.access.scores.decision)
-        return PassResult(scores, built.masks, built.class_index, built.components, prediction, tuple(weights), tuple(raw), tf.stack(heatmaps, axis=2))
+        return PassResult(scores, built.masks, built.class_index, built.components, prediction, tuple(weights), tuple(raw))
 
     def _gradients(self, tape, per_target, sources: list, num_targets: int) -> list:
         """d per_target[t] / d source for every target and source: a list of (T, N, ...) tensors."""

@@ -140,7 +140,6 @@ class SegGradCAM:
                 lambda x, c: {"guided": self.engine.guided_gradients(x, c)}, batch, encoded, images_per_chunk, targets_per_chunk
             )["guided"]
         return Explanation(
-            heatmaps=result["heatmaps"],
             raw=raw,
             weights=dict(zip(self.layers, result["weights"])),
             scores=result["scores"],

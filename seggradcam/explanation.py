@@ -21,8 +21,28 @@ from .targets import target_from_record
 
 __all__ = ["Explanation", "load_explanation", "save_explanation", "FORMAT"]
 
-FORMAT = "seggradcam-explanation-1"
-ARRAYS = ("heatmaps", "scores", "masks", "classes", "prediction", "images")
+FORMAT = "seggradcam-explanation-2"
+ARRAYS = ("scores", "masks", "classes", "prediction", "images")  # heatmaps are rendered again from raw
+
+
+class _RenderedOnFirstUse:
+    """A field that, left unset, is rendered from the raw maps on first read (then kept)."""
+
+    def __set_name__(self, owner, name):
+        self._slot = f"_{name}"
+        self._view = "positive"
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return None  # the dataclass default: render on first use
+        value = instance.__dict__.get(self._slot)
+        if value is None:
+            value = instance._render(self._view)
+            instance.__dict__[self._slot] = value
+        return value
+
+    def __set__(self, instance, value):
+        instance.__dict__[self._slot] = None if value is None else np.asarray(value, np.float32)
 
 
 @dataclasses.dataclass
@@ -31,7 +51,8 @@ class Explanation:
 
     Attributes:
         heatmaps: float32 (N, T, L, H, W): ReLU, bilinearly upsampled to the input size,
-            each map scaled to [0, 1] (an all-zero map stays zero).
+            each map scaled to [0, 1] (an all-zero map stays zero). Rendered from ``raw`` on
+            first use (``seggradcam.postprocess``), one layer at a time, and then kept.
         raw: layer name -> (N, T, h, w) signed maps before the ReLU, at layer resolution.
         weights: layer name -> (N, T, k) channel weights alpha.
         scores: (N, T) the explained scores y.
@@ -58,7 +79,6 @@ class Explanation:
         ((3, 2, 1, 128, 128), ['bottleneck_conv2'])
     """
 
-    heatmaps: np.ndarray
     raw: dict
     weights: dict
     scores: np.ndarray
@@ -70,7 +90,16 @@ class Explanation:
     explained: str
     method: str
     images: np.ndarray
+    heatmaps: np.ndarray = _RenderedOnFirstUse()
     guided_gradients: np.ndarray | None = None
+
+    def _render(self, view: str) -> np.ndarray:
+        """Maps of one view for every layer, (N, T, L, H, W) float32, rendered layer by layer."""
+        size = tuple(self.images.shape[1:3])
+        maps = np.empty(self.scores.shape + (len(self.layers),) + size, np.float32)
+        for index, name in enumerate(self.layers):
+            maps[:, :, index] = postprocess.render(self.raw[name], size, view).numpy()
+        return maps
 
     def view(self, mode: str = "positive") -> np.ndarray:
         """The maps of one view: ``"positive"`` (= heatmaps), ``"signed"`` or ``"counterfactual"``.
@@ -81,8 +110,9 @@ class Explanation:
         """
         if mode == "positive":
             return self.heatmaps
-        size = self.images.shape[1:3]
-        return np.stack([postprocess.render(self.raw[name], size, mode).numpy() for name in self.layers], axis=2)
+        if mode not in postprocess.VIEWS:
+            raise ValueError(f"unknown view {mode!r}; valid views are {postprocess.VIEWS}")
+        return self._render(mode)
 
     @functools.cached_property
     def signed(self) -> np.ndarray:
@@ -138,9 +168,9 @@ class Explanation:
         return self.heatmaps[image_index, target_index, layer]
 
     def __repr__(self) -> str:
-        n, t, l, h, w = self.heatmaps.shape
+        (n, t), (h, w) = self.scores.shape, self.images.shape[1:3]
         return (
-            f"Explanation({n} image(s) x {t} target(s) x {l} layer(s), {h}x{w}, method={self.method!r}, "
+            f"Explanation({n} image(s) x {t} target(s) x {len(self.layers)} layer(s), {h}x{w}, method={self.method!r}, "
             f"layers={self.layers}, explained={self.explained!r})"
         )
 
