@@ -204,15 +204,13 @@ def _channels(model) -> int | None:
 
 def _model_digest(model) -> str:
     """sha256 of the model's architecture and weights: a resumed audit must use the same model."""
-    import keras
-
     digest = hashlib.sha256()
     try:
         digest.update(model.to_json().encode())
     except Exception:  # a model whose config cannot be serialised: weights and names only
         digest.update(type(model).__name__.encode())
     for weight in model.weights:
-        value = np.asarray(keras.ops.convert_to_numpy(weight))
+        value = np.asarray(weight.numpy())
         digest.update(f"{weight.path}{value.shape}{value.dtype}".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
