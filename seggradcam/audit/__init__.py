@@ -15,9 +15,10 @@ Modules, one job each: ``sources`` (images and masks with stable ids), ``selecti
 per image), ``compute`` (explain and measure a batch), ``table`` (rows), ``store`` (output
 folder, commits, resume), ``report`` (HTML), ``local`` and ``ray_backend`` (backends), ``cli``.
 
-Example:
+Example (see :func:`audit` for one that runs; this one needs files):
     >>> from seggradcam.audit import audit
-    >>> result = audit("model.keras", "images/", out="audit_out", masks="masks/")   # doctest: +SKIP
+    >>> audit is sgc.audit
+    True
 """
 
 from ._extras import MissingExtraError

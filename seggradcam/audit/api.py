@@ -113,8 +113,16 @@ def audit(
             (``seggradcam[ray]``) is not installed.
 
     Example:
-        >>> result = sgc.audit(model, "images/", out="audit_out", masks="masks/")  # doctest: +SKIP
-        >>> result.metrics().to_pandas().groupby(["target", "layer"]).energy_inside.mean()  # doctest: +SKIP
+        >>> import tempfile
+        >>> model = sgc.models.build_unet((32, 32, 3), num_classes=3, filters=(4, 8, 16))
+        >>> images = np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 3)).astype("float32")
+        >>> result = sgc.audit(model, images, layers="all", out=tempfile.mkdtemp(), progress=False)
+        >>> result.images, result.heatmaps().shape[2] == len(result.layers)
+        (3, True)
+        >>> result.metrics().column_names[:4]
+        ['image', 'image_index', 'target', 'target_index']
+
+        On files, from the command line: ``seggradcam audit model.keras images/ --masks masks/ --out audit_out``.
     """
     if out is None:
         raise TypeError("audit() needs out=: the folder for metrics.parquet, heatmaps.zarr and report.html")

@@ -28,7 +28,9 @@ Example:
     >>> settings = AuditSettings(model="m", explained="logits", layers=("conv",), targets=("class 0",),
     ...                          target_classes=(0,), source={"kind": "array", "count": 2},
     ...                          image_shape=(4, 4, 3), thumbnail_shape=(4, 4, 3), key_type="int", with_truth=False)
-    >>> store = AuditStore(tempfile.mkdtemp(), settings, count=2)   # doctest: +SKIP
+    >>> with AuditStore(tempfile.mkdtemp(), settings, count=2) as store:
+    ...     print(store.done, store.heatmaps.shape)
+    set() (2, 1, 1, 4, 4)
 """
 
 from __future__ import annotations
