@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._deps import import_with_tensorflow
 from ._extras import require
 from .compute import thumbnail
 from .job import AuditJob
@@ -131,10 +132,10 @@ def audit(
     runner = _backend(backend, ray_address, num_workers)
     require("pyarrow")
     require("zarr")
-    from ..explainer import SegGradCAM
+    explainer_class = import_with_tensorflow("seggradcam.explainer").SegGradCAM
 
     keras_model, model_file = _load(model, safe_mode)
-    explainer = SegGradCAM(keras_model, layers=layers, logits=logits)
+    explainer = explainer_class(keras_model, layers=layers, logits=logits)
     data = open_source(source, masks)
     plan = make_plan(targets, explainer.num_classes, class_names)
     channels = _channels(keras_model)
@@ -195,8 +196,7 @@ def _backend(backend, ray_address, num_workers):
 
 def _load(model, safe_mode: bool):
     if isinstance(model, (str, os.PathLike)):
-        from ..models import load_model
-
+        load_model = import_with_tensorflow("seggradcam.models").load_model
         return load_model(model, safe_mode=safe_mode), Path(model)
     import keras
 
