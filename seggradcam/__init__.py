@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 from typing import TYPE_CHECKING
 
+from .audit import audit  # eager and light (no TensorFlow): the function must win over the same-named subpackage
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "SegGradCAM",
     "SegGradCAMWarning",
     "Target",
+    "audit",
     "load_explanation",
     "save_explanation",
     "seg_grad_cam",

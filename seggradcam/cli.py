@@ -459,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_explain(commands)
     _add_layers(commands)
+    from .audit.cli import add_parser as add_audit_parser
+
+    add_audit_parser(commands)
     return parser
 
 

@@ -141,6 +141,7 @@ def test_lazy_package_exports_the_same_public_names():
         "SegGradCAM",
         "SegGradCAMWarning",
         "Target",
+        "audit",
         "load_explanation",
         "save_explanation",
         "seg_grad_cam",
