@@ -3,14 +3,18 @@
 Run: ``python benchmarks/bench_grid.py`` (all configurations, each in its own process so
 that its peak memory is its own) or ``python benchmarks/bench_grid.py --config shapes-b1``.
 
-For each configuration it reports medians over ``--runs`` timed runs after warm-up:
-  (a) one compiled forward pass;
-  (b) seggradcam's full grid: every class x layers="all", heatmaps at input size, as numpy;
+For each configuration and each gradient strategy (``--strategies``) it reports:
+  (a) one compiled forward pass (``model(x, training=False)`` in a ``tf.function``);
+  (b) seggradcam's full grid: every class x layers="all", ``explain`` plus the heatmaps at
+      input size as numpy. (a) and (b) are timed in alternation, round after round, and
+      (b)/(a) is the median of each round's ratio, so that a slower or faster machine during
+      the run moves both; the floor is 1.2 x (1 + C) forward passes;
+  first call: a new explainer's first grid (tracing and compiling) against a warm one;
   (c) a naive baseline in the same process: eager GradientTape, one target and one layer at
       a time (the structure of the paper's code), with the per-layer sub-models built once
       before timing;
-  (d) tf-keras-vis ``Gradcam`` with a sum-over-mask score, one map per call (if installed).
-and the ratios (b)/(a), (c)/(b), (d)/(b), the floor 1.3 x (1 + C), and the peak RSS.
+  (d) tf-keras-vis ``Gradcam`` with a sum-over-mask score, one map per call (if installed);
+and the ratios (c)/(b), (d)/(b) (against the fastest strategy) and the peak RSS.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def keras_vis_grid(model, layer_names, images, num_classes):
         return None, f"tf-keras-vis failed on this model: {type(error).__name__}: {str(error)[:120]}"
 
 
-def run_config(name, runs, naive_runs):
+def run_config(name, runs, naive_runs, strategies):
     import tensorflow as tf
 
     import seggradcam as sgc
@@ -118,10 +122,17 @@ def run_config(name, runs, naive_runs):
     model = build(model_name)
     height, width, channels = model.input_shape[1:]
     images = np.random.default_rng(0).uniform(0, 1, (batch, height, width, channels)).astype(np.float32)
-    explainer = sgc.SegGradCAM(model, layers="all")
-    num_classes = explainer.num_classes
-    targets = [sgc.ClassTarget(c, region="all") for c in range(num_classes)]
     forward = tf.function(lambda x: model(x, training=False))
+    explainers = {}
+    first_call = {}
+    for strategy in strategies:
+        start = time.perf_counter()
+        explainer = sgc.SegGradCAM(model, layers="all", strategy=strategy)
+        targets = [sgc.ClassTarget(c, region="all") for c in range(explainer.num_classes)]
+        _ = explainer.explain(images, targets).heatmaps
+        first_call[strategy] = time.perf_counter() - start
+        explainers[strategy] = explainer
+    num_classes = explainer.num_classes
     result = {
         "config": name,
         "model": model_name,
@@ -131,43 +142,65 @@ def run_config(name, runs, naive_runs):
         "layers": len(explainer.layers),
         "parameters": int(model.count_params()),
     }
-    result["forward_s"] = median_time(lambda: forward(images).numpy(), runs)
-    result["grid_s"] = median_time(lambda: explainer.explain(images, targets).heatmaps, runs)
-    if naive_runs == 0:  # baselines skipped
-        result.update(naive_s=None, keras_vis_s=None, keras_vis_note="baselines skipped (--naive-runs 0)")
-        result.update(runs=runs, naive_runs=0, traces=explainer.engine.trace_count)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return result
-    result["naive_s"] = median_time(naive_grid(model, explainer.layers, images, num_classes), naive_runs)
-    vis, note = keras_vis_grid(model, explainer.layers, images, num_classes)
-    result["keras_vis_s"] = median_time(vis, naive_runs, warmup=0) if vis else None
-    result["keras_vis_note"] = note
-    result["naive_runs"] = naive_runs
+    forward(images).numpy()
+    rounds = {strategy: [] for strategy in strategies}
+    forwards, grids = [], {strategy: [] for strategy in strategies}
+    for _ in range(runs):
+        for strategy in strategies:
+            start = time.perf_counter()
+            forward(images).numpy()
+            forward_s = time.perf_counter() - start
+            start = time.perf_counter()
+            _ = explainers[strategy].explain(images, targets).heatmaps
+            grid_s = time.perf_counter() - start
+            forwards.append(forward_s)
+            grids[strategy].append(grid_s)
+            rounds[strategy].append(grid_s / forward_s)
+    result["forward_s"] = statistics.median(forwards)
+    result["strategies"] = {
+        strategy: {
+            "grid_s": statistics.median(grids[strategy]),
+            "ratio": statistics.median(rounds[strategy]),
+            "first_call_s": first_call[strategy],
+            "traces": explainers[strategy].engine.trace_count,
+        }
+        for strategy in strategies
+    }
+    best = min(result["strategies"].values(), key=lambda item: item["grid_s"])["grid_s"]
+    result["best_grid_s"] = best
     result["runs"] = runs
+    if naive_runs == 0:  # baselines skipped
+        result.update(naive_s=None, keras_vis_s=None, keras_vis_note="baselines skipped (--naive-runs 0)", naive_runs=0)
+    else:
+        result["naive_s"] = median_time(naive_grid(model, explainer.layers, images, num_classes), naive_runs)
+        vis, note = keras_vis_grid(model, explainer.layers, images, num_classes)
+        result["keras_vis_s"] = median_time(vis, naive_runs, warmup=0) if vis else None
+        result["keras_vis_note"] = note
+        result["naive_runs"] = naive_runs
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["traces"] = explainer.engine.trace_count
     return result
 
 
 def table(results):
     lines = [
-        "| config | params | classes x layers | (a) forward | (b) grid | (c) naive | (d) tf-keras-vis "
-        "| (b)/(a) | floor 1.3(1+C) | (c)/(b) | (d)/(b) | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | params | classes x layers | strategy | (a) forward | (b) grid | (b)/(a) | floor 1.2(1+C) | first call | warm call "
+        "| (c) naive | (d) tf-keras-vis | (c)/(b) | (d)/(b) | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        ba = r["grid_s"] / r["forward_s"]
-        cb = f"{r['naive_s'] / r['grid_s']:.1f}" if r["naive_s"] else "n/a"
-        naive = f"{r['naive_s']:.2f} s" if r["naive_s"] else "n/a"
-        db = f"{r['keras_vis_s'] / r['grid_s']:.1f}" if r["keras_vis_s"] else "n/a"
-        dv = f"{r['keras_vis_s']:.3f} s" if r["keras_vis_s"] else "n/a"
-        floor = 1.3 * (1 + r["classes"])
-        lines.append(
-            f"| {r['config']} ({r['size']}) | {r['parameters'] / 1e6:.2f}M | {r['classes']} x {r['layers']} "
-            f"| {r['forward_s'] * 1e3:.1f} ms | {r['grid_s'] * 1e3:.0f} ms | {naive} | {dv} "
-            f"| {ba:.2f} | {floor:.1f} | {cb} | {db} | {r['peak_rss_mb']:.0f} MB |"
-        )
-    notes = sorted({r["keras_vis_note"] for r in results if r["keras_vis_note"]})
+        floor = 1.2 * (1 + r["classes"])
+        for strategy, item in r["strategies"].items():
+            best = item["grid_s"] == r["best_grid_s"]
+            naive = f"{r['naive_s']:.2f} s" if r["naive_s"] and best else ""
+            cb = f"{r['naive_s'] / item['grid_s']:.1f}" if r["naive_s"] and best else ""
+            dv = f"{r['keras_vis_s']:.2f} s" if r["keras_vis_s"] and best else ""
+            db = f"{r['keras_vis_s'] / item['grid_s']:.1f}" if r["keras_vis_s"] and best else ""
+            lines.append(
+                f"| {r['config']} ({r['size']}) | {r['parameters'] / 1e6:.2f}M | {r['classes']} x {r['layers']} | {strategy} "
+                f"| {r['forward_s'] * 1e3:.1f} ms | {item['grid_s'] * 1e3:.0f} ms | {item['ratio']:.2f} | {floor:.1f} "
+                f"| {item['first_call_s']:.1f} s | {item['grid_s']:.2f} s | {naive} | {dv} | {cb} | {db} | {r['peak_rss_mb']:.0f} MB |"
+            )
+    notes = sorted({r["keras_vis_note"] for r in results if r.get("keras_vis_note")})
     return "\n".join(lines + [f"\n(d): {note}" for note in notes])
 
 
@@ -176,14 +209,19 @@ def main():
     parser.add_argument("--config", choices=sorted(CONFIGS), help="run one configuration in this process")
     parser.add_argument("--runs", type=int, default=10, help="timed runs of (a) and (b) (default 10)")
     parser.add_argument("--naive-runs", type=int, default=10, help="timed runs of (c) and (d) (default 10; 0 skips them)")
+    parser.add_argument(
+        "--strategies", default="loop,pfor,loop-xla", help="comma-separated gradient strategies (default loop,pfor,loop-xla)"
+    )
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated configurations (default: all)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.config:
-        print(json.dumps(run_config(args.config, args.runs, args.naive_runs)))
+        print(json.dumps(run_config(args.config, args.runs, args.naive_runs, args.strategies.split(","))))
         return
     results = []
-    for name in CONFIGS:
+    for name in args.configs.split(","):
         command = [sys.executable, __file__, "--config", name, "--runs", str(args.runs), "--naive-runs", str(args.naive_runs)]
+        command += ["--strategies", args.strategies]
         done = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
         if done.returncode != 0:
             print(f"{name} failed:\n{done.stderr[-2000:]}", file=sys.stderr)

@@ -1,7 +1,10 @@
 """A 1024x2048 image, 19 classes, layers="all": the grid completes within the memory budget.
 
 Run: ``python benchmarks/bench_memory.py [--max-memory BYTES]``. Prints the chunk plan, the
-time and the peak RSS of this process (the explanation's own arrays included).
+planner's estimate for one chunk, and the peak RSS of this process at three points:
+before explaining (model built, traced shapes probed), after ``explain`` (the raw maps at
+layer resolution, what ``explain`` hands back), and after reading ``expl.heatmaps`` (every
+map upsampled to 1024x2048, rendered layer by layer into one array).
 """
 
 import argparse
@@ -10,6 +13,11 @@ import resource
 import time
 
 import numpy as np
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():
@@ -22,7 +30,7 @@ def main():
     import keras
 
     import seggradcam as sgc
-    from seggradcam.explainer import DEFAULT_MAX_MEMORY
+    from seggradcam.explainer import BACKWARD_COPIES, BYTES_PER_MAP_VALUE, DEFAULT_MAX_MEMORY
     from seggradcam.models import build_unet
 
     keras.utils.set_random_seed(0)
@@ -31,10 +39,21 @@ def main():
     image = np.random.default_rng(0).uniform(0, 1, (1, args.height, args.width, 3)).astype(np.float32)
     budget = int(args.max_memory) if args.max_memory else DEFAULT_MAX_MEMORY
     targets = [sgc.ClassTarget(c, region="all") for c in range(19)]
-    plan = explainer.plan_chunks(image.shape, len(targets), budget)
+    images_per_chunk, targets_per_chunk = explainer.plan_chunks(image.shape, len(targets), budget)
+    # the planner's estimate for one chunk (the formula of SegGradCAM.plan_chunks)
+    estimate = images_per_chunk * targets_per_chunk * (
+        BACKWARD_COPIES * explainer.access.activation_bytes(args.height, args.width)
+        + BYTES_PER_MAP_VALUE * explainer._raw_map_values(args.height, args.width)
+    )
+    before = peak_mb()
     start = time.perf_counter()
     expl = explainer.explain(image, targets, max_memory=budget)
-    seconds = time.perf_counter() - start
+    explain_s = time.perf_counter() - start
+    after_explain = peak_mb()
+    raw_bytes = sum(raw.nbytes for raw in expl.raw.values())
+    start = time.perf_counter()
+    heatmaps = expl.heatmaps
+    render_s = time.perf_counter() - start
     print(
         json.dumps(
             {
@@ -42,12 +61,18 @@ def main():
                 "classes": 19,
                 "layers": len(expl.layers),
                 "max_memory_bytes": budget,
-                "images_per_chunk": plan[0],
-                "targets_per_chunk": plan[1],
-                "seconds": round(seconds, 1),
-                "heatmaps_bytes": int(expl.heatmaps.nbytes),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-                "finite": bool(np.isfinite(expl.heatmaps).all()),
+                "images_per_chunk": images_per_chunk,
+                "targets_per_chunk": targets_per_chunk,
+                "planner_estimate_mb": round(estimate / 2**20),
+                "explain_s": round(explain_s, 1),
+                "raw_maps_mb": round(raw_bytes / 2**20),
+                "peak_rss_before_explain_mb": round(before),
+                "peak_rss_after_explain_mb": round(after_explain),
+                "explain_growth_mb": round(after_explain - before),
+                "render_heatmaps_s": round(render_s, 1),
+                "heatmaps_mb": round(heatmaps.nbytes / 2**20),
+                "peak_rss_after_heatmaps_mb": round(peak_mb()),
+                "finite": bool(np.isfinite(heatmaps).all()),
             },
             indent=1,
         )

@@ -15,7 +15,17 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
     ``"loop"``: one backward pass per target, unrolled in the graph (T gradient calls on one
         persistent tape, each with a one-hot cotangent over the targets).
     ``"pfor"``: the T backward passes vectorised into one with ``pfor`` (``tape.jacobian``).
-See ``benchmarks/README.md`` for which is faster where; ``"auto"`` picks ``"loop"``.
+    ``"loop-xla"``, ``"pfor-xla"``: the same, the whole pass compiled with XLA
+        (``jit_compile=True``): warm calls 1.5 to 2 times faster on CPU, a first call several
+        seconds slower. A pass with a ``ComponentTarget`` (scikit-image labelling) cannot be
+        compiled with XLA and runs without it.
+    ``"auto"`` (default), tiered like a JIT: each new call signature (image shape, number of
+        targets, loss or not) runs ``"loop"`` first, which starts fastest; once the calls of
+        that signature have taken ``XLA_AFTER`` times its first call, the next one compiles
+        ``"loop-xla"`` and later calls use it. A few calls never pay for XLA; a long stream of
+        calls (an audit, a benchmark) spends at most about that much extra before it runs at
+        the XLA speed.
+See ``benchmarks/README.md`` for the measurements behind these choices.
 
 Calls with the same image shape, the same number of targets and the same target
 features (loss, components) reuse the traced graph.
@@ -23,6 +33,8 @@ features (loss, components) reuse the traced graph.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -36,7 +48,17 @@ from .scoring import cross_entropy, pixel_values, target_scores
 
 __all__ = ["Engine", "PassResult", "STRATEGIES"]
 
-STRATEGIES = ("auto", "loop", "pfor")
+STRATEGIES = ("auto", "loop", "pfor", "loop-xla", "pfor-xla")
+XLA_AFTER = 3.0  # "auto": compile with XLA once a signature's plain calls took this many times its first call
+
+
+@dataclasses.dataclass
+class _Tier:
+    """What "auto" knows about one call signature."""
+
+    first_s: float = 0.0
+    spent_s: float = 0.0
+    compiled: bool = False
 
 
 class PassResult(NamedTuple):
@@ -85,10 +107,22 @@ class Engine:
         self.access = access
         self.layers: tuple[ChosenLayer, ...] = tuple(layers)
         self.method = method or get_method("seg-grad-cam")
-        self.strategy = "loop" if strategy == "auto" else strategy
-        self.trace_count = 0
+        self.strategy = strategy
+        self.trace_count = 0  # traces of the plain pass
+        self.xla_trace_count = 0  # traces of the XLA-compiled pass
+        self._tiers: dict[tuple, _Tier] = {}
+
+        def plain_pass(images, targets, with_loss, with_components):
+            self.trace_count += 1
+            return self._explain_pass(images, targets, with_loss, with_components)
+
+        def xla_pass(images, targets, with_loss, with_components):
+            self.xla_trace_count += 1
+            return self._explain_pass(images, targets, with_loss, with_components)
+
         # functions of this engine only: traces are never shared between explainers
-        self._explain = tf.function(self._explain_pass, autograph=False)
+        self._explain = tf.function(plain_pass, autograph=False)
+        self._explain_xla = tf.function(xla_pass, autograph=False, jit_compile=True)
         self._guided = tf.function(self._guided_pass, autograph=False)
         self._predict = tf.function(self._predict_pass, autograph=False)
         self._fixed = tf.function(self._fixed_pass, autograph=False, reduce_retracing=True)
@@ -96,7 +130,22 @@ class Engine:
     # -- public calls -----------------------------------------------------------------------
     def run(self, images, targets: EncodedTargets) -> PassResult:
         """Explain a batch of (N, H, W, C) float32 images for the encoded targets."""
-        return self._explain(tf.convert_to_tensor(images, tf.float32), _tensors(targets), targets.any_loss, targets.any_components)
+        images = tf.convert_to_tensor(images, tf.float32)
+        args = (images, _tensors(targets), targets.any_loss, targets.any_components)
+        if targets.any_components or self.strategy in ("loop", "pfor"):
+            return self._explain(*args)
+        if self.strategy != "auto":
+            return self._explain_xla(*args)
+        tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
+        if tier.compiled or (tier.first_s > 0 and tier.spent_s >= XLA_AFTER * tier.first_s):
+            tier.compiled = True
+            return self._explain_xla(*args)
+        start = time.perf_counter()
+        result = self._explain(*args)
+        elapsed = time.perf_counter() - start
+        tier.first_s = tier.first_s or elapsed
+        tier.spent_s += elapsed
+        return result
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
@@ -122,9 +171,8 @@ class Engine:
 
     # -- the traced functions -------------------------------------------------------------------
     def _explain_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool) -> PassResult:
-        self.trace_count += 1
         watchable = images.dtype.is_floating
-        with tf.GradientTape(persistent=self.strategy == "loop", watch_accessed_variables=False) as tape:
+        with tf.GradientTape(persistent=not self.strategy.startswith("pfor"), watch_accessed_variables=False) as tape:
             if watchable:
                 tape.watch(images)
             run = self.access.forward(images, self.layers, watch=tape.watch)
@@ -140,14 +188,15 @@ class Engine:
         return PassResult(scores, built.masks, built.class_index, built.components, prediction, tuple(weights), tuple(raw))
 
     def _gradients(self, tape, per_target, sources: list, num_targets: int) -> list:
-        """d per_target[t] / d source for every target and source: a list of (T, N, ...) tensors."""
-        if self.strategy == "pfor":
-            return tape.jacobian(per_target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
+        """d per_target[t] / d source for every target and source: per source, a list of T (N, ...) tensors."""
+        if self.strategy.startswith("pfor"):
+            stacked = tape.jacobian(per_target, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO, experimental_use_pfor=True)
+            return [tf.unstack(grads, num=num_targets) for grads in stacked]
         rows = []
         for t in range(num_targets):
             cotangent = tf.one_hot(t, num_targets, dtype=per_target.dtype)
             rows.append(tape.gradient(per_target, sources, output_gradients=cotangent, unconnected_gradients=tf.UnconnectedGradients.ZERO))
-        return [tf.stack([row[i] for row in rows]) for i in range(len(sources))]
+        return [[row[i] for row in rows] for i in range(len(sources))]
 
     def _scores(self, explained, targets: EncodedTargets, with_loss: bool, with_components: bool):
         built = build_masks(explained, targets, self.access.scores.decision, with_components)

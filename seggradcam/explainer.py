@@ -28,7 +28,7 @@ DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the backward pass of one chunk
 TARGET_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 BACKWARD_COPIES = 3  # the planner's estimate: bytes of the backward pass per image and target
                      # are this many times the bytes of all layer outputs (measured, see benchmarks/)
-BYTES_PER_MAP_VALUE = 8  # a heatmap value: float32 in the pass plus its numpy copy
+BYTES_PER_MAP_VALUE = 8  # a raw map value: float32 in the pass plus its numpy copy
 
 
 def bucket_size(count: int) -> int:
@@ -158,18 +158,25 @@ class SegGradCAM:
         """(images per chunk, targets per chunk) that keep one pass under ``max_memory`` bytes.
 
         The estimate per image and target is ``BACKWARD_COPIES`` times the bytes of all
-        layer outputs plus the maps (``BYTES_PER_MAP_VALUE`` per value).
+        layer outputs plus the raw maps at layer resolution (``BYTES_PER_MAP_VALUE`` per
+        value); heatmaps at the input size are rendered later, on first use.
         """
         if max_memory is None:
             return batch_shape[0], num_targets
         if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
             raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
         height, width = batch_shape[1:3]
-        per_pair = BACKWARD_COPIES * self.access.activation_bytes(height, width) + BYTES_PER_MAP_VALUE * len(self.layers) * height * width
+        per_pair = BACKWARD_COPIES * self.access.activation_bytes(height, width) + BYTES_PER_MAP_VALUE * self._raw_map_values(height, width)
         pairs = max(1, int(max_memory // per_pair))
         if pairs >= batch_shape[0]:
             return batch_shape[0], max(1, min(num_targets, pairs // batch_shape[0]))
         return pairs, 1
+
+    def _raw_map_values(self, height: int, width: int) -> int:
+        """Values of one image's and target's raw maps over all layers, for an input of height x width."""
+        probe_h, probe_w = self.access.catalogue.probe_shape[:2]
+        scale = (height / probe_h) * (width / probe_w)
+        return int(sum(layer.shape[0] * layer.shape[1] * scale for layer in self.engine.layers))
 
 
 def _run_chunked(run, batch: np.ndarray, encoded: EncodedTargets, images_per_chunk: int, targets_per_chunk: int) -> dict:

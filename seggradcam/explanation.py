@@ -22,6 +22,8 @@ from .targets import target_from_record
 __all__ = ["Explanation", "load_explanation", "save_explanation", "FORMAT"]
 
 FORMAT = "seggradcam-explanation-2"
+RENDER_AT_ONCE = 256 * 2**20  # bytes of maps rendered in one call; larger results go layer by layer
+BYTES_PER_VALUE = 4
 ARRAYS = ("scores", "masks", "classes", "prediction", "images")  # heatmaps are rendered again from raw
 
 
@@ -94,9 +96,16 @@ class Explanation:
     guided_gradients: np.ndarray | None = None
 
     def _render(self, view: str) -> np.ndarray:
-        """Maps of one view for every layer, (N, T, L, H, W) float32, rendered layer by layer."""
+        """Maps of one view for every layer, (N, T, L, H, W) float32.
+
+        All layers in one compiled call when the result is small; otherwise layer by layer
+        into one array, so that no second full-size copy exists.
+        """
         size = tuple(self.images.shape[1:3])
-        maps = np.empty(self.scores.shape + (len(self.layers),) + size, np.float32)
+        shape = self.scores.shape + (len(self.layers),) + size
+        if np.prod(shape) * BYTES_PER_VALUE <= RENDER_AT_ONCE:
+            return postprocess.render_layers([self.raw[name] for name in self.layers], size, view).numpy()
+        maps = np.empty(shape, np.float32)
         for index, name in enumerate(self.layers):
             maps[:, :, index] = postprocess.render(self.raw[name], size, view).numpy()
         return maps
@@ -165,6 +174,9 @@ class Explanation:
             if layer not in self.layers:
                 raise KeyError(f"layer {layer!r} was not explained; explained layers are {self.layers}")
             layer = self.layers.index(layer)
+        if self.__dict__.get("_heatmaps") is None:  # not rendered yet: render this one map only
+            raw = self.raw[self.layers[layer]][image_index, target_index]
+            return postprocess.render(raw[np.newaxis, np.newaxis], self.images.shape[1:3]).numpy()[0, 0]
         return self.heatmaps[image_index, target_index, layer]
 
     def __repr__(self) -> str:

@@ -1,11 +1,12 @@
 """How gradients become maps: a method is one weighting function, registered with its options.
 
-A method's function takes the gradients of every target's score with respect to one
-layer's activations, ``grads`` (T, N, h, w, k), and the activations ``acts`` (N, h, w, k),
-and returns the weights it puts on the activations: per channel, shaped (T, N, 1, 1, k), or
-per element, shaped (T, N, h, w, k). The shared code (:meth:`BoundMethod.apply`) turns them
-into the signed map ``raw = sum_k weights * A_k`` and the reported channel weights (for
-per-element methods, the spatial mean of the weights).
+A method's function takes the gradients of one target's score with respect to one layer's
+activations, ``grads`` (N, h, w, k), and the activations ``acts`` (N, h, w, k), and returns
+the weights it puts on the activations: per channel, shaped (N, 1, 1, k), or per element,
+shaped (N, h, w, k). The shared code (:meth:`BoundMethod.apply`) does this for every target
+and turns the weights into the signed maps ``raw = sum_k weights * A_k`` and the reported
+channel weights (for per-element methods, the spatial mean of the weights). Channel weights
+of all targets multiply the activations in one product, so the activations are read once.
 
 Registered methods:
     ``"seg-grad-cam"``: alpha_k = spatial mean of the gradient (Vinogradova et al. 2020).
@@ -21,11 +22,11 @@ A new method is one function and one decorator line::
 
     @register("my-method")
     def my_weights(grads, acts):
-        return tf.reduce_max(grads, axis=[2, 3], keepdims=True)
+        return tf.reduce_max(grads, axis=[1, 2], keepdims=True)
 
 Example:
     >>> method = get_method("seg-grad-cam")
-    >>> weights, raw = method.apply(tf.ones((1, 1, 2, 2, 3)), tf.ones((1, 2, 2, 3)))
+    >>> weights, raw = method.apply([tf.ones((1, 2, 2, 3))], tf.ones((1, 2, 2, 3)))
     >>> weights.shape, float(raw[0, 0, 0, 0])
     (TensorShape([1, 1, 3]), 3.0)
 """
@@ -37,7 +38,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-__all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gradients", "register"]
+__all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gradients", "register", "spatial_mean"]
 
 POOLS = ("mean", "max")
 SAFE_DENOMINATOR = 1e-12  # Grad-CAM++: |2 + S g| below this is treated as zero
@@ -71,18 +72,16 @@ class BoundMethod:
     def name(self) -> str:
         return self.method.name
 
-    def apply(self, grads: tf.Tensor, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(T, N, h, w, k) gradients and (N, h, w, k) activations -> weights (N, T, k), raw (N, T, h, w)."""
-        grads = tf.cast(grads, tf.float32)
+    def apply(self, grads: list, acts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """T gradients (N, h, w, k) and activations (N, h, w, k) -> weights (N, T, k), raw (N, T, h, w)."""
         acts = tf.cast(acts, tf.float32)
-        weights = self.method.weigh(grads, acts, **self.options)
-        if weights.shape[2] == 1 and weights.shape[3] == 1:
-            channel = weights[:, :, 0, 0]  # (T, N, k)
-            raw = tf.einsum("tnk,nhwk->nthw", channel, acts)
-        else:
-            channel = tf.reduce_mean(weights, axis=[2, 3])
-            raw = tf.einsum("tnhwk,nhwk->nthw", weights, acts)
-        return tf.transpose(channel, [1, 0, 2]), raw
+        weights = [self.method.weigh(tf.cast(grad, tf.float32), acts, **self.options) for grad in grads]
+        if all(weight.shape[1] == 1 and weight.shape[2] == 1 for weight in weights):
+            channel = tf.stack([weight[:, 0, 0] for weight in weights], axis=1)  # (N, T, k)
+            return channel, tf.einsum("ntk,nhwk->nthw", channel, acts)
+        channel = tf.stack([spatial_mean(weight)[:, 0, 0] for weight in weights], axis=1)
+        raw = tf.stack([tf.reduce_sum(weight * acts, axis=-1) for weight in weights], axis=1)
+        return channel, raw
 
 
 METHODS: dict[str, Method] = {}
@@ -123,6 +122,17 @@ def get_method(name: str, options: dict | None = None) -> BoundMethod:
     return BoundMethod(method, bound)
 
 
+def spatial_mean(values: tf.Tensor) -> tf.Tensor:
+    """Mean over the two spatial axes of (N, h, w, k), kept as (N, 1, 1, k), float32.
+
+    Summed in float64: channel weights are means of gradients that largely cancel, and a
+    float32 sum loses up to ~1e-5 of the result's scale over a 128x128 map when it runs
+    sequentially (as XLA's loops do) instead of as a tree (as TensorFlow's kernels do).
+    In float64 both give the same float32 result.
+    """
+    return tf.cast(tf.reduce_mean(tf.cast(values, tf.float64), axis=[1, 2], keepdims=True), values.dtype)
+
+
 def _positive_int(value) -> str | None:
     return None if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "must be an int >= 1"
 
@@ -134,7 +144,7 @@ def _pool_kind(value) -> str | None:
 @register("seg-grad-cam")
 def seg_grad_cam_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
     """Seg-Grad-CAM: alpha_k = mean_uv g_k(u, v), one weight per channel."""
-    return tf.reduce_mean(grads, axis=[2, 3], keepdims=True)
+    return spatial_mean(grads)
 
 
 @register("seg-hires-grad-cam")
@@ -144,19 +154,19 @@ def seg_hires_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
 
 
 def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.Tensor:
-    """Pool (T, N, h, w, k) gradients in blocks and repeat each block's value over the block.
+    """Pool (..., h, w, k) gradients in blocks and repeat each block's value over the block.
 
     Blocks start at the top-left corner; edge blocks may be smaller and are pooled over
     the pixels they contain. A pool size larger than the layer is clipped to it.
 
     Example:
-        >>> grads = tf.reshape(tf.range(9.0), (1, 1, 3, 3, 1))
-        >>> pool_gradients(grads, 2)[0, 0, :, :, 0].numpy().tolist()
+        >>> grads = tf.reshape(tf.range(9.0), (1, 3, 3, 1))
+        >>> pool_gradients(grads, 2)[0, :, :, 0].numpy().tolist()
         [[2.0, 2.0, 3.5], [2.0, 2.0, 3.5], [6.5, 6.5, 8.0]]
     """
     shape = tf.shape(grads)
-    height, width = shape[2], shape[3]
-    flat = tf.reshape(grads, tf.concat([[-1], shape[2:]], axis=0))  # (T*N, h, w, k)
+    height, width, channels = shape[-3], shape[-2], shape[-1]
+    flat = tf.reshape(grads, tf.stack([-1, height, width, channels]))  # (everything else, h, w, k)
     size_h = tf.minimum(pool_size, height)
     size_w = tf.minimum(pool_size, width)
     blocks_h = (height + size_h - 1) // size_h
@@ -164,7 +174,7 @@ def pool_gradients(grads: tf.Tensor, pool_size: int, pool: str = "mean") -> tf.T
     pad = [[0, 0], [0, blocks_h * size_h - height], [0, blocks_w * size_w - width], [0, 0]]
     padded = tf.pad(flat, pad)
     valid = tf.pad(tf.ones_like(flat[..., :1]), pad)
-    tiles = tf.reshape(padded, tf.stack([-1, blocks_h, size_h, blocks_w, size_w, shape[4]]))
+    tiles = tf.reshape(padded, tf.stack([-1, blocks_h, size_h, blocks_w, size_w, channels]))
     count = tf.reshape(valid, tf.stack([-1, blocks_h, size_h, blocks_w, size_w, 1]))
     if pool == "mean":
         pooled = tf.reduce_sum(tiles, axis=[2, 4]) / tf.reduce_sum(count, axis=[2, 4])
@@ -184,8 +194,8 @@ def seg_xres_weights(grads: tf.Tensor, acts: tf.Tensor, pool_size: int = 2, pool
 @register("seg-grad-cam++")
 def seg_grad_cam_plus_plus_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
     """Seg-Grad-CAM++: w_k = sum_ij alpha_ij ReLU(g_ij), alpha_ij = 1 / (2 + S_k g_ij)."""
-    total = tf.reduce_sum(acts, axis=[1, 2])[tf.newaxis, :, tf.newaxis, tf.newaxis, :]  # (1, N, 1, 1, k)
+    total = spatial_mean(acts) * float(acts.shape[1] * acts.shape[2])  # S_k, (N, 1, 1, k)
     denominator = 2.0 + total * grads
     safe = tf.abs(denominator) > SAFE_DENOMINATOR
     alpha = tf.where(safe & (grads != 0), 1.0 / tf.where(safe, denominator, 1.0), 0.0)
-    return tf.reduce_sum(alpha * tf.nn.relu(grads), axis=[2, 3], keepdims=True)
+    return spatial_mean(alpha * tf.nn.relu(grads)) * float(grads.shape[1] * grads.shape[2])

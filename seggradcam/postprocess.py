@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["heatmap", "render", "scale", "upsample", "VIEWS"]
+__all__ = ["render", "render_layers", "scale", "upsample", "VIEWS"]
 
 VIEWS = ("positive", "signed", "counterfactual")
 
@@ -25,6 +25,8 @@ VIEWS = ("positive", "signed", "counterfactual")
 def upsample(raw: tf.Tensor, size) -> tf.Tensor:
     """Bilinear resize of (N, T, h, w) maps to (N, T, H, W)."""
     raw = tf.convert_to_tensor(raw, tf.float32)
+    if tuple(raw.shape[2:4]) == tuple(int(side) for side in size):
+        return raw  # already at the input size (a full-resolution layer): nothing to interpolate
     shape = tf.shape(raw)
     flat = tf.reshape(raw, tf.concat([[-1], shape[2:4], [1]], axis=0))
     resized = tf.image.resize(flat, size, method="bilinear")
@@ -46,6 +48,12 @@ def render(raw, size, view: str = "positive") -> tf.Tensor:
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; valid views are {VIEWS}")
+    return _render(tf.convert_to_tensor(raw, tf.float32), tuple(int(side) for side in size), view)
+
+
+@tf.function(autograph=False, reduce_retracing=True)
+def _render(raw, size: tuple, view: str) -> tf.Tensor:
+    """The compiled body of :func:`render` (one trace per layer shape and view, reused)."""
     maps = upsample(raw, size)
     if view == "positive":
         return scale(tf.nn.relu(maps))
@@ -54,6 +62,19 @@ def render(raw, size, view: str = "positive") -> tf.Tensor:
     return scale(maps, signed=True)
 
 
-def heatmap(raw: tf.Tensor, size) -> tf.Tensor:
-    """Raw signed maps (N, T, h, w) -> ReLU'd heatmaps (N, T, H, W) scaled to [0, 1]."""
-    return render(raw, size, "positive")
+@tf.function(autograph=False, reduce_retracing=True)
+def _render_layers(raws: tuple, size: tuple, view: str) -> tf.Tensor:
+    return tf.stack([_render(raw, size, view) for raw in raws], axis=2)
+
+
+def render_layers(raws, size, view: str = "positive") -> tf.Tensor:
+    """Several layers' raw maps, each (N, T, h_l, w_l), -> (N, T, L, H, W) maps of one view, in one call.
+
+    Example:
+        >>> maps = render_layers([np.ones((1, 2, 2, 2), np.float32), -np.ones((1, 2, 4, 4), np.float32)], (4, 4))
+        >>> maps.shape, float(np.max(maps[0, 0, 0])), float(np.max(maps[0, 0, 1]))
+        (TensorShape([1, 2, 2, 4, 4]), 1.0, 0.0)
+    """
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; valid views are {VIEWS}")
+    return _render_layers(tuple(tf.convert_to_tensor(raw, tf.float32) for raw in raws), tuple(int(side) for side in size), view)

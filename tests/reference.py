@@ -205,10 +205,9 @@ def numpy_method(name, grads, acts, pool_size=1, pool="mean"):
 def reference(model, image, site: Site, scores: Scores, mask, class_index):
     """Seg-Grad-CAM for one image, one mask and class, one feature map: (weights (k,), raw (h, w), score)."""
     grads, acts, score = reference_gradients(model, image, site, scores, mask, class_index)
-    # float32, as the maps are delivered: alpha is a mean of gradients that largely cancel, so
-    # float32 and float64 arithmetic differ by ~1e-5 of max|alpha| on decoder layers; comparing
-    # float32 with float32 measures the gradients, not the rounding of the final sums
-    grads, acts = grads.astype(np.float32), acts.astype(np.float32)
+    # float64: the engine sums the spatial mean in float64 too (methods.spatial_mean), because the
+    # gradients of a decoder layer largely cancel and a float32 sum's rounding depends on its order
+    grads, acts = grads.astype(np.float64), acts.astype(np.float64)
     alpha = grads.mean(axis=(0, 1))
     return alpha, (acts * alpha).sum(axis=-1), score
 

@@ -283,3 +283,35 @@ def test_loss_target_matches_reference_cross_entropy(unet_softmax, images):
         assert relative_error(expl.raw[name][0, 0], (act.numpy()[0] * alpha).sum(-1)) < 1e-5
     with pytest.raises(ValueError, match="label 5 but valid labels are 0..2"):
         sgc.SegGradCAM(unet_softmax).explain(images[:1], sgc.ClassTarget(0, region="all", ground_truth=np.full((32, 32), 5)))
+
+
+@pytest.mark.parametrize("strategy", ["loop", "pfor", "loop-xla", "pfor-xla"])
+def test_every_strategy_matches_reference(unet_softmax, images, strategy):
+    targets = [sgc.ClassTarget(1, region="all"), sgc.PixelTarget(5, 7), sgc.RegionTarget(box=(4, 4, 20, 24), reduction="mean")]
+    explainer = sgc.SegGradCAM(unet_softmax, layers="all", strategy=strategy)
+    expl = explainer.explain(images[:2], targets)
+    assert (explainer.engine.xla_trace_count == 1) == strategy.endswith("xla")
+    worst = check_explanation(expl, unet_softmax, images[:2], unet_sites(unet_softmax, expl.layers), unet_scores(unet_softmax))
+    print(f"{strategy}: worst relative error {worst:.2e}")
+
+
+def test_auto_strategy_moves_to_xla_after_enough_calls(unet_softmax, images):
+    from seggradcam.engine import XLA_AFTER
+
+    explainer = sgc.SegGradCAM(unet_softmax, layers=["bottleneck_conv2", "dec1_conv2"])
+    targets = [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(2, 2)]
+    first = explainer.explain(images[:1], targets)
+    assert explainer.engine.trace_count == 1 and explainer.engine.xla_trace_count == 0
+    tier = next(iter(explainer.engine._tiers.values()))
+    calls = 1
+    while not tier.compiled:
+        later = explainer.explain(images[:1], targets)
+        calls += 1
+        assert calls < 1000, "never switched"
+    assert tier.spent_s >= XLA_AFTER * tier.first_s and explainer.engine.xla_trace_count == 1
+    assert explainer.engine.trace_count == 1  # the plain pass was traced once for all those calls
+    # XLA fuses and orders float32 sums differently: same maps to 1e-5 of their scale
+    for layer in first.layers:
+        assert relative_error(later.raw[layer], first.raw[layer]) < 1e-5
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        sgc.SegGradCAM(unet_softmax, strategy="fast")

@@ -49,3 +49,16 @@ def test_corrupt_and_foreign_files(tmp_path):
     np.savez(pickled, meta=np.array([{"format": "x"}], dtype=object))
     with pytest.raises(ValueError, match="not a readable"):
         sgc.load_explanation(pickled)
+
+
+def test_heatmaps_are_rendered_on_first_use_and_one_map_alone_is_the_same(unet_softmax, images):
+    explainer = sgc.SegGradCAM(unet_softmax, layers=["enc1_conv1", "bottleneck_conv2"])
+    expl = explainer.explain(images[:2], [0, 1])
+    assert expl.__dict__.get("_heatmaps") is None  # explain() hands back raw maps only
+    one = expl.heatmap(1, 0, "bottleneck_conv2")  # renders this map alone
+    assert expl.__dict__.get("_heatmaps") is None
+    every = expl.heatmaps  # renders and keeps the whole (N, T, L, H, W) array
+    assert every.shape == (2, 2, 2, 32, 32) and every is expl.heatmaps
+    # the same compiled resize and scaling on a (1, 1) slice or on the batch: equal to float32 rounding
+    np.testing.assert_allclose(one, every[1, 0, 1], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(expl.heatmap(1, 0, 1), every[1, 0, 1])

@@ -98,7 +98,7 @@ def test_a_new_method_is_one_function_and_one_line(unet_softmax, images):
 
     @register("test-max-gradient")
     def max_gradient_weights(grads, acts):
-        return tf.reduce_max(grads, axis=[2, 3], keepdims=True)
+        return tf.reduce_max(grads, axis=[1, 2], keepdims=True)
 
     try:
         target = sgc.PixelTarget(6, 9, class_index=1)
