@@ -41,9 +41,13 @@ def main():
     targets = [sgc.ClassTarget(c, region="all") for c in range(19)]
     images_per_chunk, targets_per_chunk = explainer.plan_chunks(image.shape, len(targets), budget)
     # the planner's estimate for one chunk (the formula of SegGradCAM.plan_chunks)
-    estimate = images_per_chunk * targets_per_chunk * (
-        BACKWARD_COPIES * explainer.access.activation_bytes(args.height, args.width)
-        + BYTES_PER_MAP_VALUE * explainer._raw_map_values(args.height, args.width)
+    estimate = (
+        images_per_chunk
+        * targets_per_chunk
+        * (
+            BACKWARD_COPIES * explainer.access.activation_bytes(args.height, args.width)
+            + BYTES_PER_MAP_VALUE * explainer._raw_map_values(args.height, args.width)
+        )
     )
     before = peak_mb()
     start = time.perf_counter()

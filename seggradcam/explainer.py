@@ -27,7 +27,7 @@ DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the backward pass of one chunk
 # bucket >= T (the last target repeated, results dropped), so a new T rarely recompiles.
 TARGET_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 BACKWARD_COPIES = 3  # the planner's estimate: bytes of the backward pass per image and target
-                     # are this many times the bytes of all layer outputs (measured, see benchmarks/)
+# are this many times the bytes of all layer outputs (measured, see benchmarks/)
 BYTES_PER_MAP_VALUE = 8  # a raw map value: float32 in the pass plus its numpy copy
 
 
@@ -71,7 +71,15 @@ class SegGradCAM:
         (1, 2, 2, 128, 128)
     """
 
-    def __init__(self, model: keras.Model, layers="auto", logits="auto", method: str = "seg-grad-cam", method_options: dict | None = None, strategy: str = "auto"):
+    def __init__(
+        self,
+        model: keras.Model,
+        layers="auto",
+        logits="auto",
+        method: str = "seg-grad-cam",
+        method_options: dict | None = None,
+        strategy: str = "auto",
+    ):
         bound = get_method(method, method_options)
         self.access = ModelAccess(model, logits=logits)
         self.chosen = self.access.choose_layers(layers)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Iterable
 
-from .catalogue import PRE_SUFFIX, Catalogue, CallSite, SiteKind
+from .catalogue import PRE_SUFFIX, CallSite, Catalogue, SiteKind
 from .scores import ScoreSource, ScoreSpec
 
 __all__ = ["ChosenLayer", "auto_layer", "candidates", "choose_layers", "decoder_layers", "SUGGESTED"]
@@ -141,7 +141,9 @@ def _one(catalogue: Catalogue, spec: ScoreSpec, item) -> ChosenLayer:
     if not _upstream(site, spec, pre):
         hint = ""
         if site.has_pre and _upstream(site, spec, pre=True):
-            hint = f" Its output is after the {site.activation} that is stripped from the scores; explain '{site.name}{PRE_SUFFIX}' instead."
+            hint = (
+                f" Its output is after the {site.activation} that is stripped from the scores; explain '{site.name}{PRE_SUFFIX}' instead."
+            )
         raise ValueError(
             f"layer {site.name!r} is not on the path to the explained score map ({spec.description}); its gradient would be zero.{hint}"
         )
@@ -151,4 +153,3 @@ def _one(catalogue: Catalogue, spec: ScoreSpec, item) -> ChosenLayer:
 def names(chosen: Iterable[ChosenLayer]) -> list[str]:
     """The names of chosen layers, in order."""
     return [layer.name for layer in chosen]
-

@@ -164,7 +164,11 @@ def faithfulness(explainer, expl, mode: str = "deletion", steps: int = 16, basel
         values = np.concatenate(
             [
                 explainer.engine.scores_with_masks(
-                    batch[i : i + batch_size], masks[i : i + batch_size], classes[i : i + batch_size], truth[i : i + batch_size], loss[i : i + batch_size]
+                    batch[i : i + batch_size],
+                    masks[i : i + batch_size],
+                    classes[i : i + batch_size],
+                    truth[i : i + batch_size],
+                    loss[i : i + batch_size],
                 ).numpy()
                 for i in range(0, len(batch), batch_size)
             ]

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .catalogue import Catalogue, CallSite, build_catalogue
+from .catalogue import CallSite, Catalogue, build_catalogue
 from .keras_internals import GraphRunner, pre_activation
 from .layer_choice import ChosenLayer, auto_layer, candidates, choose_layers, decoder_layers
 from .scores import ScoreSource, ScoreSpec, choose_scores
@@ -127,9 +127,7 @@ class ModelAccess:
 
             def ranges(images):
                 maps = [tf.cast(a, tf.float32) for a in self.forward(images, chosen).activations]
-                return [
-                    (tf.reduce_max(m - tf.reduce_min(m, axis=[1, 2], keepdims=True)), tf.reduce_max(tf.abs(m))) for m in maps
-                ]
+                return [(tf.reduce_max(m - tf.reduce_min(m, axis=[1, 2], keepdims=True)), tf.reduce_max(tf.abs(m))) for m in maps]
 
             for site, (spread, magnitude) in zip(unknown, tf.function(ranges, autograph=False)(noise)):
                 self._flat[site.index] = float(spread) <= FLAT_RELATIVE * max(float(magnitude), 1.0)
@@ -172,7 +170,9 @@ class ModelAccess:
             if guided and tf.is_tensor(outputs) and pre is not None and first.op.type == "Relu":
                 outputs = first = guided_relu(pre)
             if index == self._score_site:
-                state["scores"] = inputs[0] if source is ScoreSource.ACTIVATION_INPUT else pre if source is ScoreSource.PRE_ACTIVATION else first
+                state["scores"] = (
+                    inputs[0] if source is ScoreSource.ACTIVATION_INPUT else pre if source is ScoreSource.PRE_ACTIVATION else first
+                )
             elif index in self._then and state["scores"] is not None:
                 state["scores"] = operation(state["scores"])
             for slot, wants_pre in wanted.get(index, ()):

@@ -36,7 +36,7 @@ import warnings
 
 import keras
 
-from .catalogue import Catalogue, CallSite
+from .catalogue import CallSite, Catalogue
 from .warning_types import ProbabilityWarning
 
 __all__ = ["Decision", "ScoreSource", "ScoreSpec", "choose_scores", "PROBABILITY_ACTIVATIONS", "PIXEL_MOVING_LAYERS"]
@@ -124,7 +124,9 @@ def choose_scores(catalogue: Catalogue, logits="auto") -> ScoreSpec:
     return _checked(_auto(catalogue, output), catalogue)
 
 
-def _spec(site: CallSite, source: ScoreSource, then: tuple, description: str, decision_hint: str | None = None, producer: str | None = None) -> ScoreSpec:
+def _spec(
+    site: CallSite, source: ScoreSource, then: tuple, description: str, decision_hint: str | None = None, producer: str | None = None
+) -> ScoreSpec:
     if source is ScoreSource.ACTIVATION_INPUT:
         shape, ancestors = site.input_shape, site.input_ancestors
     elif source is ScoreSource.PRE_ACTIVATION:
@@ -140,7 +142,9 @@ def _spec(site: CallSite, source: ScoreSource, then: tuple, description: str, de
         decision = Decision.HALF
     else:
         decision = Decision.POSITIVE
-    return ScoreSpec(site.name, producer or site.name, source, tuple(step.name for step in then), decision, shape, frozenset(ancestors), description)
+    return ScoreSpec(
+        site.name, producer or site.name, source, tuple(step.name for step in then), decision, shape, frozenset(ancestors), description
+    )
 
 
 def _single_output(catalogue: Catalogue) -> CallSite:
@@ -177,7 +181,9 @@ def _auto(catalogue: Catalogue, output: CallSite) -> ScoreSpec:
         description = f"pre-activation scores: the input of the final {activation} {site.name!r}{after}"
         return _spec(site, ScoreSource.ACTIVATION_INPUT, tuple(trailing), description)
     if activation in PROBABILITY_ACTIVATIONS and site.has_pre:
-        description = f"pre-activation scores: layer {site.name!r} without its fused {activation} (same weights, read in the same pass){after}"
+        description = (
+            f"pre-activation scores: layer {site.name!r} without its fused {activation} (same weights, read in the same pass){after}"
+        )
         return _spec(site, ScoreSource.PRE_ACTIVATION, tuple(trailing), description)
     return _spec(output, ScoreSource.OUTPUT, (), f"the model output (layer {output.name!r} has no final softmax/sigmoid)")
 

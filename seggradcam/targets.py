@@ -261,7 +261,11 @@ class ClassTarget(Target):
         return f"class {self.class_index}" + ("" if where == "predicted" else f" ({where})")
 
     def _title(self, class_name):
-        where = {"predicted": "predicted pixels", "all": "all pixels"}.get(self.region, "mask region") if isinstance(self.region, str) else "mask region"
+        where = (
+            {"predicted": "predicted pixels", "all": "all pixels"}.get(self.region, "mask region")
+            if isinstance(self.region, str)
+            else "mask region"
+        )
         return f"{class_name}, {where}"
 
 
@@ -352,7 +356,9 @@ class RegionTarget(Target):
             vertices = np.asarray(self.polygon, dtype=float)
             if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < MIN_POLYGON_VERTICES:
                 count = len(vertices) if vertices.ndim >= 1 else 0
-                raise ValueError(f"RegionTarget polygon must be a list of 3 or more (row, col) vertices, got {count} point(s) of shape {vertices.shape}")
+                raise ValueError(
+                    f"RegionTarget polygon must be a list of 3 or more (row, col) vertices, got {count} point(s) of shape {vertices.shape}"
+                )
             if not np.isfinite(vertices).all():
                 raise ValueError("RegionTarget polygon has NaN or Inf coordinates")
             self._set("polygon", [tuple(float(v) for v in vertex) for vertex in vertices])

@@ -149,7 +149,9 @@ def _taps(site: Site, scores: Scores, store: dict):
     tap must wrap outside it.
     """
     site_first = not (site.pre and scores.read == "pre" and site.layer is scores.layer)
-    first, second = (_tap_site(site, store), _tap_scores(scores, store)) if site_first else (_tap_scores(scores, store), _tap_site(site, store))
+    first, second = (
+        (_tap_site(site, store), _tap_scores(scores, store)) if site_first else (_tap_scores(scores, store), _tap_site(site, store))
+    )
     with first, second:
         yield
 

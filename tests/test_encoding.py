@@ -18,7 +18,14 @@ def test_each_kind_encodes_its_rule():
     ]
     encoded = encode_targets(targets, (4, 5), 3)
     assert encoded.num_targets == 6 and encoded.region.shape == (6, 4, 5)
-    assert encoded.restriction.tolist() == [Restriction.PREDICTED, Restriction.NONE, Restriction.NONE, Restriction.NONE, Restriction.COMPONENT, Restriction.COMPONENT]
+    assert encoded.restriction.tolist() == [
+        Restriction.PREDICTED,
+        Restriction.NONE,
+        Restriction.NONE,
+        Restriction.NONE,
+        Restriction.COMPONENT,
+        Restriction.COMPONENT,
+    ]
     assert encoded.infer_class.tolist() == [False, False, True, False, False, False]
     assert encoded.class_index.tolist() == [2, 1, 0, 1, 1, 2]
     assert encoded.component_rule[4:].tolist() == [ComponentRule.SMALLEST, ComponentRule.INDEX]

@@ -44,7 +44,12 @@ def deeplab():
         image_shape=(64, 64, 3),
     )
     backbone = keras_hub.models.DeepLabV3Backbone(
-        image_encoder=encoder, low_level_feature_key="P2", spatial_pyramid_pooling_key="P3", dilation_rates=[2, 4], upsampling_size=2, projection_filters=16
+        image_encoder=encoder,
+        low_level_feature_key="P2",
+        spatial_pyramid_pooling_key="P3",
+        dilation_rates=[2, 4],
+        upsampling_size=2,
+        projection_filters=16,
     )
     return keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=3)
 

@@ -59,7 +59,9 @@ def test_unknown_layer_name_lists_candidates(unet_softmax):
     assert "Did you mean ['bottleneck_conv2'" in message and "dec1_up" in message
 
 
-@pytest.mark.parametrize("layers, text", [([], "layers is empty"), (["auto", "dec1_up"], "'auto' cannot be mixed"), ([3], "got 3 \\(int\\)")])
+@pytest.mark.parametrize(
+    "layers, text", [([], "layers is empty"), (["auto", "dec1_up"], "'auto' cannot be mixed"), ([3], "got 3 \\(int\\)")]
+)
 def test_bad_layer_arguments(unet_softmax, layers, text):
     with pytest.raises((ValueError, TypeError), match=text):
         sgc.SegGradCAM(unet_softmax, layers=layers)

@@ -70,7 +70,11 @@ def test_custom_block_without_training_argument_runs_in_inference_mode():
     np.testing.assert_array_equal(expl.prediction, expected)
     np.testing.assert_array_equal(explainer.predict(images), expected)
     assert explainer.layers == ["stem", "conv", "block_relu"]  # a path is accepted, the unique plain name is kept
-    sites = {"stem": Site(model.get_layer("stem")), "conv": Site(find_layer(model, "block", "conv")), "block_relu": Site(model.get_layer("block_relu"))}
+    sites = {
+        "stem": Site(model.get_layer("stem")),
+        "conv": Site(find_layer(model, "block", "conv")),
+        "block_relu": Site(model.get_layer("block_relu")),
+    }
     check_explanation(expl, model, images, sites, Scores(model.get_layer("head")))
     assert_unchanged(model, before)
 
@@ -122,7 +126,9 @@ def test_custom_conv_subclass_with_fused_relu():
     assert "without its fused softmax" in explainer.explained
     expl = explainer.explain(images, [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(2, 3)], guided=True)
     scaled = model.get_layer("scaled")
-    check_explanation(expl, model, images, {"scaled": Site(scaled), "scaled:pre": Site(scaled, pre=True)}, Scores(model.get_layer("head"), read="pre"))
+    check_explanation(
+        expl, model, images, {"scaled": Site(scaled), "scaled:pre": Site(scaled, pre=True)}, Scores(model.get_layer("head"), read="pre")
+    )
     assert expl.raw["scaled:pre"].min() < 0  # before the ReLU the map is signed
     assert np.isfinite(expl.guided_gradients).all() and np.abs(expl.guided_gradients).max() > 0
 
@@ -193,7 +199,9 @@ class Stage(keras.layers.Layer):
         self.depth = depth
         self.convs = [keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{i}") for i in range(depth)]
         self.act = keras.layers.ReLU(name="act")
-        self.mixer = keras.Sequential([keras.layers.Conv2D(filters, 1, name="mix"), keras.layers.Activation("relu", name="mix_relu")], name="mixer")
+        self.mixer = keras.Sequential(
+            [keras.layers.Conv2D(filters, 1, name="mix"), keras.layers.Activation("relu", name="mix_relu")], name="mixer"
+        )
 
     def call(self, x, training=None):
         for index, conv in enumerate(self.convs):
@@ -264,7 +272,13 @@ def test_two_output_model_with_logits_naming_one_head():
         sgc.SegGradCAM(model, layers="aux_conv", logits="main_logits")
     images = image_batch((16, 16, 3))
     expl = explainer.explain(images, [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(1, 2)])
-    check_explanation(expl, model, images, {"body": Site(model.get_layer("body")), "main_logits": Site(model.get_layer("main_logits"))}, Scores(model.get_layer("main_logits")))
+    check_explanation(
+        expl,
+        model,
+        images,
+        {"body": Site(model.get_layer("body")), "main_logits": Site(model.get_layer("main_logits"))},
+        Scores(model.get_layer("main_logits")),
+    )
 
 
 # -- 8. the automatic layer skips flat maps; a final resize keeps the logits -------------------

@@ -88,5 +88,11 @@ def test_titles_and_markers_come_from_the_target():
 
 
 def test_repr_names_the_fields_users_gave():
-    assert repr(sgc.RegionTarget(box=(0, 0, 2, 2), reduction="mean")) == "RegionTarget(mask=None, box=(0, 0, 2, 2), polygon=None, class_index=None, reduction='mean')"
-    assert repr(sgc.PixelTarget(1, 2, ground_truth=np.zeros((3, 5), int))) == "PixelTarget(row=1, col=2, class_index=None, ground_truth=<3x5 labels>)"
+    assert (
+        repr(sgc.RegionTarget(box=(0, 0, 2, 2), reduction="mean"))
+        == "RegionTarget(mask=None, box=(0, 0, 2, 2), polygon=None, class_index=None, reduction='mean')"
+    )
+    assert (
+        repr(sgc.PixelTarget(1, 2, ground_truth=np.zeros((3, 5), int)))
+        == "PixelTarget(row=1, col=2, class_index=None, ground_truth=<3x5 labels>)"
+    )
