@@ -25,30 +25,23 @@ def main():
     parser.add_argument("--max-memory", type=float, default=None, help="bytes; default: the package default")
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--strategy", default="auto", help="gradient strategy (default auto: the first call runs 'loop')")
     args = parser.parse_args()
 
     import keras
 
     import seggradcam as sgc
-    from seggradcam.explainer import BACKWARD_COPIES, BYTES_PER_MAP_VALUE, DEFAULT_MAX_MEMORY
+    from seggradcam.explainer import DEFAULT_MAX_MEMORY
     from seggradcam.models import build_unet
 
     keras.utils.set_random_seed(0)
     model = build_unet((args.height, args.width, 3), 19, (8, 16, 32), name="cityscapes_like")
-    explainer = sgc.SegGradCAM(model, layers="all")
+    explainer = sgc.SegGradCAM(model, layers="all", strategy=args.strategy)
     image = np.random.default_rng(0).uniform(0, 1, (1, args.height, args.width, 3)).astype(np.float32)
     budget = int(args.max_memory) if args.max_memory else DEFAULT_MAX_MEMORY
     targets = [sgc.ClassTarget(c, region="all") for c in range(19)]
     images_per_chunk, targets_per_chunk = explainer.plan_chunks(image.shape, len(targets), budget)
-    # the planner's estimate for one chunk (the formula of SegGradCAM.plan_chunks)
-    estimate = (
-        images_per_chunk
-        * targets_per_chunk
-        * (
-            BACKWARD_COPIES * explainer.access.activation_bytes(args.height, args.width)
-            + BYTES_PER_MAP_VALUE * explainer._raw_map_values(args.height, args.width)
-        )
-    )
+    estimate = explainer.estimate_pass_bytes(images_per_chunk, targets_per_chunk, args.height, args.width)
     before = peak_mb()
     start = time.perf_counter()
     expl = explainer.explain(image, targets, max_memory=budget)
@@ -64,6 +57,7 @@ def main():
                 "input": f"{args.height}x{args.width}",
                 "classes": 19,
                 "layers": len(expl.layers),
+                "strategy": args.strategy,
                 "max_memory_bytes": budget,
                 "images_per_chunk": images_per_chunk,
                 "targets_per_chunk": targets_per_chunk,

@@ -16,8 +16,8 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         persistent tape, each with a one-hot cotangent over the targets).
     ``"pfor"``: the T backward passes vectorised into one with ``pfor`` (``tape.jacobian``).
     ``"loop-xla"``, ``"pfor-xla"``: the same, the whole pass compiled with XLA
-        (``jit_compile=True``): warm calls 1.5 to 2 times faster on CPU, a first call several
-        seconds slower. A pass with a ``ComponentTarget`` (scikit-image labelling) cannot be
+        (``jit_compile=True``): warm calls 1.2 to 1.9 times faster on CPU, a first call up to
+        several seconds slower. A pass with a ``ComponentTarget`` (scikit-image labelling) cannot be
         compiled with XLA and runs without it.
     ``"auto"`` (default), tiered like a JIT: each new call signature (image shape, number of
         targets, loss or not) runs ``"loop"`` first, which starts fastest; once the calls of

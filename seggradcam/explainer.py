@@ -22,12 +22,17 @@ from .warning_types import EmptyMapWarning
 
 __all__ = ["SegGradCAM", "seg_grad_cam", "DEFAULT_MAX_MEMORY", "TARGET_BUCKETS"]
 
-DEFAULT_MAX_MEMORY = 3 * 2**30  # bytes for the backward pass of one chunk
+DEFAULT_MAX_MEMORY = 4 * 2**30  # bytes one chunk's pass may add (the planner's estimate, below)
 # Numbers of targets a pass is compiled for: a call with T targets runs at the smallest
 # bucket >= T (the last target repeated, results dropped), so a new T rarely recompiles.
 TARGET_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-BACKWARD_COPIES = 3  # the planner's estimate: bytes of the backward pass per image and target
-# are this many times the bytes of all layer outputs (measured, see benchmarks/)
+# The planner's estimate of one pass, in multiples of the bytes of all layer outputs of the
+# chunk's images (measured with benchmarks/bench_memory.py and a 256x256 U-Net at batch 8,
+# see benchmarks/README.md): the forward pass kept for the backward passes, plus the
+# backward passes in flight: one at a time for the loop strategies, all T at once for pfor.
+FORWARD_COPIES = 2
+BACKWARD_COPIES = 2  # one backward pass ("loop", "loop-xla", "auto")
+PFOR_COPIES_PER_TARGET = 1  # "pfor", "pfor-xla": per target, vectorised
 BYTES_PER_MAP_VALUE = 8  # a raw map value: float32 in the pass plus its numpy copy
 
 
@@ -165,20 +170,39 @@ class SegGradCAM:
     def plan_chunks(self, batch_shape: tuple, num_targets: int, max_memory: int | None) -> tuple[int, int]:
         """(images per chunk, targets per chunk) that keep one pass under ``max_memory`` bytes.
 
-        The estimate per image and target is ``BACKWARD_COPIES`` times the bytes of all
-        layer outputs plus the raw maps at layer resolution (``BYTES_PER_MAP_VALUE`` per
-        value); heatmaps at the input size are rendered later, on first use.
+        Every chunk runs its own forward pass, so the plan keeps all images together and
+        splits targets first; images are split only when one target for all of them does not
+        fit. The estimate is :meth:`estimate_pass_bytes`.
         """
         if max_memory is None:
             return batch_shape[0], num_targets
         if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
             raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
         height, width = batch_shape[1:3]
-        per_pair = BACKWARD_COPIES * self.access.activation_bytes(height, width) + BYTES_PER_MAP_VALUE * self._raw_map_values(height, width)
-        pairs = max(1, int(max_memory // per_pair))
-        if pairs >= batch_shape[0]:
-            return batch_shape[0], max(1, min(num_targets, pairs // batch_shape[0]))
-        return pairs, 1
+        images = batch_shape[0]
+        while images > 1 and self.estimate_pass_bytes(images, 1, height, width) > max_memory:
+            images -= 1
+        targets = 1
+        while targets < num_targets and self.estimate_pass_bytes(images, targets + 1, height, width) <= max_memory:
+            targets += 1
+        return images, targets
+
+    def estimate_pass_bytes(self, images: int, targets: int, height: int, width: int) -> int:
+        """The planner's estimate of the memory one pass over ``images`` x ``targets`` adds.
+
+        ``FORWARD_COPIES`` times the bytes of all layer outputs, plus the backward passes in
+        flight (``BACKWARD_COPIES`` for the loop strategies, ``PFOR_COPIES_PER_TARGET`` per
+        target for pfor), plus the raw maps (``BYTES_PER_MAP_VALUE`` per value).
+
+        Example:
+            >>> explainer = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"), strategy="loop")
+            >>> explainer.estimate_pass_bytes(8, 4, 128, 128) < explainer.estimate_pass_bytes(8, 8, 128, 128)
+            True
+        """
+        forward = images * self.access.activation_bytes(height, width)
+        backward = PFOR_COPIES_PER_TARGET * targets if self.engine.strategy.startswith("pfor") else BACKWARD_COPIES
+        maps = images * targets * BYTES_PER_MAP_VALUE * self._raw_map_values(height, width)
+        return int((FORWARD_COPIES + backward) * forward + maps)
 
     def _raw_map_values(self, height: int, width: int) -> int:
         """Values of one image's and target's raw maps over all layers, for an input of height x width."""

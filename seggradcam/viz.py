@@ -296,7 +296,11 @@ def plot_grid(
         ``.savefig(path)`` saves it).
 
     Example:
-        >>> fig = plot_grid(expl, class_names=["bg", "disk", "rect", "tri"])   # doctest: +SKIP
+        >>> expl = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"), layers="auto").explain(
+        ...     sgc.data.load_samples("shapes")["images"][:1], [1, 2])
+        >>> fig = plot_grid(expl, class_names=["bg", "disk", "rect", "tri"])
+        >>> fig.savefig is not None and len(fig.axes) > 2
+        True
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -395,7 +399,11 @@ def plot_map(
         A ``matplotlib.figure.Figure`` that Jupyter shows.
 
     Example:
-        >>> fig = plot_map(expl, target=0, layer="bottleneck_conv2")   # doctest: +SKIP
+        >>> expl = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"), layers="bottleneck_conv2").explain(
+        ...     sgc.data.load_samples("shapes")["images"][0], 1)
+        >>> fig = plot_map(expl, target=0, layer="bottleneck_conv2")
+        >>> len(fig.axes) >= 2
+        True
     """
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize

@@ -100,13 +100,19 @@ def test_chunked_explanations_equal_one_pass(unet_softmax, images):
     explainer = sgc.SegGradCAM(unet_softmax, layers=["enc1_conv1", "bottleneck_conv2", "dec1_up"])
     targets = [sgc.ClassTarget(c, region="all") for c in range(3)] + [sgc.PixelTarget(2, 5)]
     whole = explainer.explain(images, targets, max_memory=None)
-    per_pair = 3 * explainer.access.activation_bytes(32, 32) + 8 * 3 * 32 * 32
-    assert explainer.plan_chunks(images.shape, 4, 2 * 3 * per_pair) == (3, 2)
-    assert explainer.plan_chunks(images.shape, 4, 2 * per_pair) == (2, 1)
+    estimate = explainer.estimate_pass_bytes
+    all_images_two_targets = estimate(3, 2, 32, 32)
+    two_images_one_target = estimate(2, 1, 32, 32)
+    # targets are split before images (every chunk pays a forward pass); images only when needed
+    assert explainer.plan_chunks(images.shape, 4, all_images_two_targets) == (3, 2)
+    tight = estimate(3, 1, 32, 32) - 1  # one target for all three images does not fit
+    two_images, targets_per_chunk = explainer.plan_chunks(images.shape, 4, tight)
+    assert two_images == 2 and estimate(2, targets_per_chunk, 32, 32) <= tight
+    assert explainer.plan_chunks(images.shape, 4, estimate(3, 4, 32, 32)) == (3, 4)
     # A chunk is a different batch size, so kernels may split and sum in another order: float32
     # results then differ by a few ulps of each map's largest value (2.6e-6 absolute was seen on
     # an AVX2 CPU for heatmaps in [0, 1]). Compare relative to each array's scale with 1e-5.
-    for budget in (2 * 3 * per_pair, 2 * per_pair, 1):
+    for budget in (all_images_two_targets, two_images_one_target, 1):
         chunked = explainer.explain(images, targets, max_memory=budget)
         assert relative_error(chunked.heatmaps, whole.heatmaps) < 1e-5
         assert relative_error(chunked.scores, whole.scores) < 1e-5
