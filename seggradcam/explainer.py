@@ -125,7 +125,7 @@ class SegGradCAM:
             targets: a Target, an int (shorthand for ``ClassTarget(c)``), or a list of them.
             guided: also compute guided-backpropagation gradients (a second compiled pass),
                 for ``expl.guided_gradients`` and ``expl.guided_seg_grad_cam``.
-            max_memory: bytes one pass may use for its backward part (default 3 GiB).
+            max_memory: bytes one chunk's pass may add, by the planner's estimate (default 4 GiB); None: one pass.
                 Targets (and, if one target is too big, images) are split into chunks, each
                 one compiled pass; ``None`` never splits.
 
