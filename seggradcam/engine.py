@@ -58,7 +58,12 @@ class _Tier:
 
     first_s: float = 0.0
     spent_s: float = 0.0
-    compiled: bool = False
+
+    @property
+    def use_xla(self) -> bool:
+        """True once the plain calls have cost ``XLA_AFTER`` times the first (then for good:
+        plain calls stop, so ``spent_s`` no longer changes)."""
+        return self.first_s > 0 and self.spent_s >= XLA_AFTER * self.first_s
 
 
 class PassResult(NamedTuple):
@@ -112,17 +117,16 @@ class Engine:
         self.xla_trace_count = 0  # traces of the XLA-compiled pass
         self._tiers: dict[tuple, _Tier] = {}
 
-        def plain_pass(images, targets, with_loss, with_components):
-            self.trace_count += 1
-            return self._explain_pass(images, targets, with_loss, with_components)
+        def counted(counter: str):
+            def traced_pass(images, targets, with_loss, with_components):
+                setattr(self, counter, getattr(self, counter) + 1)  # runs once per trace
+                return self._explain_pass(images, targets, with_loss, with_components)
 
-        def xla_pass(images, targets, with_loss, with_components):
-            self.xla_trace_count += 1
-            return self._explain_pass(images, targets, with_loss, with_components)
+            return traced_pass
 
         # functions of this engine only: traces are never shared between explainers
-        self._explain = tf.function(plain_pass, autograph=False)
-        self._explain_xla = tf.function(xla_pass, autograph=False, jit_compile=True)
+        self._explain = tf.function(counted("trace_count"), autograph=False)
+        self._explain_xla = tf.function(counted("xla_trace_count"), autograph=False, jit_compile=True)
         self._guided = tf.function(self._guided_pass, autograph=False)
         self._predict = tf.function(self._predict_pass, autograph=False)
         self._fixed = tf.function(self._fixed_pass, autograph=False, reduce_retracing=True)
@@ -137,8 +141,7 @@ class Engine:
         if self.strategy != "auto":
             return self._explain_xla(*args)
         tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
-        if tier.compiled or (tier.first_s > 0 and tier.spent_s >= XLA_AFTER * tier.first_s):
-            tier.compiled = True
+        if tier.use_xla:
             return self._explain_xla(*args)
         start = time.perf_counter()
         result = self._explain(*args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 import warnings
 import weakref
@@ -179,11 +180,12 @@ class SegGradCAM:
         if isinstance(max_memory, bool) or not isinstance(max_memory, (int, float)) or max_memory <= 0:
             raise ValueError(f"max_memory must be a positive number of bytes or None, got {max_memory!r}")
         height, width = batch_shape[1:3]
+        fits = functools.partial(self._pass_bytes, *self._per_image_bytes(height, width))
         images = batch_shape[0]
-        while images > 1 and self.estimate_pass_bytes(images, 1, height, width) > max_memory:
+        while images > 1 and fits(images, 1) > max_memory:
             images -= 1
         targets = 1
-        while targets < num_targets and self.estimate_pass_bytes(images, targets + 1, height, width) <= max_memory:
+        while targets < num_targets and fits(images, targets + 1) <= max_memory:
             targets += 1
         return images, targets
 
@@ -199,16 +201,15 @@ class SegGradCAM:
             >>> explainer.estimate_pass_bytes(8, 4, 128, 128) < explainer.estimate_pass_bytes(8, 8, 128, 128)
             True
         """
-        forward = images * self.access.activation_bytes(height, width)
-        backward = PFOR_COPIES_PER_TARGET * targets if self.engine.strategy.startswith("pfor") else BACKWARD_COPIES
-        maps = images * targets * BYTES_PER_MAP_VALUE * self._raw_map_values(height, width)
-        return int((FORWARD_COPIES + backward) * forward + maps)
+        return self._pass_bytes(*self._per_image_bytes(height, width), images, targets)
 
-    def _raw_map_values(self, height: int, width: int) -> int:
-        """Values of one image's and target's raw maps over all layers, for an input of height x width."""
-        probe_h, probe_w = self.access.catalogue.probe_shape[:2]
-        scale = (height / probe_h) * (width / probe_w)
-        return int(sum(layer.shape[0] * layer.shape[1] * scale for layer in self.engine.layers))
+    def _per_image_bytes(self, height: int, width: int) -> tuple[int, int]:
+        """(bytes of all layer outputs, bytes of one target's raw maps) for one image."""
+        return self.access.activation_bytes(height, width), BYTES_PER_MAP_VALUE * self.access.map_values(self.engine.layers, height, width)
+
+    def _pass_bytes(self, activations: int, maps: int, images: int, targets: int) -> int:
+        backward = PFOR_COPIES_PER_TARGET * targets if self.engine.strategy.startswith("pfor") else BACKWARD_COPIES
+        return int(images * ((FORWARD_COPIES + backward) * activations + targets * maps))
 
 
 def _run_chunked(run, batch: np.ndarray, encoded: EncodedTargets, images_per_chunk: int, targets_per_chunk: int) -> dict:

@@ -202,11 +202,19 @@ class ModelAccess:
 
     def activation_bytes(self, height: int, width: int) -> int:
         """Bytes of every call site's output for one image of ``height`` x ``width`` (an estimate)."""
-        probe_h, probe_w = self.catalogue.probe_shape[:2]
+        scale = self._probe_scale(height, width)
         total = 0.0
         for site in self.catalogue.sites:
             count = float(np.prod(site.shape)) if site.shape else 1.0
-            if site.spatial:
-                count *= (height / probe_h) * (width / probe_w)
-            total += BYTES_PER_VALUE * count
+            total += BYTES_PER_VALUE * count * (scale if site.spatial else 1.0)
         return int(total)
+
+    def map_values(self, layers, height: int, width: int) -> int:
+        """Values of one (h, w) map per chosen layer, summed, for one image of ``height`` x ``width``."""
+        scale = self._probe_scale(height, width)
+        return int(sum(layer.shape[0] * layer.shape[1] * scale for layer in layers))
+
+    def _probe_scale(self, height: int, width: int) -> float:
+        """How many times more positions a spatial map has at ``height`` x ``width`` than at the probe size."""
+        probe_h, probe_w = self.catalogue.probe_shape[:2]
+        return (height / probe_h) * (width / probe_w)
