@@ -117,16 +117,16 @@ class Engine:
         self.xla_trace_count = 0  # traces of the XLA-compiled pass
         self._tiers: dict[tuple, _Tier] = {}
 
-        def counted(counter: str):
+        def counted(counter: str, xla: bool):
             def traced_pass(images, targets, with_loss, with_components):
                 setattr(self, counter, getattr(self, counter) + 1)  # runs once per trace
-                return self._explain_pass(images, targets, with_loss, with_components)
+                return self._explain_pass(images, targets, with_loss, with_components, xla)
 
             return traced_pass
 
         # functions of this engine only: traces are never shared between explainers
-        self._explain = tf.function(counted("trace_count"), autograph=False)
-        self._explain_xla = tf.function(counted("xla_trace_count"), autograph=False, jit_compile=True)
+        self._explain = tf.function(counted("trace_count", xla=False), autograph=False)
+        self._explain_xla = tf.function(counted("xla_trace_count", xla=True), autograph=False, jit_compile=True)
         self._guided = tf.function(self._guided_pass, autograph=False)
         self._predict = tf.function(self._predict_pass, autograph=False)
         self._fixed = tf.function(self._fixed_pass, autograph=False, reduce_retracing=True)
@@ -173,12 +173,12 @@ class Engine:
         return self._fixed(images, masks, class_index, tf.convert_to_tensor(truth, tf.int32), tf.convert_to_tensor(has_truth, tf.bool))
 
     # -- the traced functions -------------------------------------------------------------------
-    def _explain_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool) -> PassResult:
+    def _explain_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool, xla: bool = False) -> PassResult:
         watchable = images.dtype.is_floating
         with tf.GradientTape(persistent=not self.strategy.startswith("pfor"), watch_accessed_variables=False) as tape:
             if watchable:
                 tape.watch(images)
-            run = self.access.forward(images, self.layers, watch=tape.watch)
+            run = self.access.forward(images, self.layers, watch=tape.watch, xla_gradients=xla)
             built, scores = self._scores(run.scores, targets, with_loss, with_components)
             per_target = tf.reduce_sum(scores, axis=0)
         grads = self._gradients(tape, per_target, list(run.activations), targets.class_index.shape[0])

@@ -27,6 +27,7 @@ from .catalogue import CallSite, Catalogue, build_catalogue
 from .keras_internals import GraphRunner, pre_activation
 from .layer_choice import ChosenLayer, auto_layer, candidates, choose_layers, decoder_layers
 from .scores import ScoreSource, ScoreSpec, choose_scores
+from .xla_gradients import reroute
 
 __all__ = ["ForwardResult", "ModelAccess", "guided_relu", "FLAT_RELATIVE", "BYTES_PER_VALUE"]
 
@@ -134,7 +135,9 @@ class ModelAccess:
         return frozenset(site.index for site in sites if self._flat[site.index])
 
     # -- running ----------------------------------------------------------------------------
-    def forward(self, images, capture: tuple = (), guided: bool = False, watch: Callable | None = None) -> ForwardResult:
+    def forward(
+        self, images, capture: tuple = (), guided: bool = False, watch: Callable | None = None, xla_gradients: bool = False
+    ) -> ForwardResult:
         """Run the model once, inside a ``tf.function``, exposing the captured maps and the scores.
 
         Args:
@@ -144,6 +147,8 @@ class ModelAccess:
                 ReLU: same forward values, gradient passed only where both the ReLU's input
                 and the incoming gradient are positive.
             watch: called on each captured tensor as soon as it exists (e.g. ``tape.watch``).
+            xla_gradients: give ops whose XLA gradient is slow an exact fast one
+                (``seggradcam.xla_gradients``); forward values are unchanged.
 
         Returns:
             A :class:`ForwardResult`.
@@ -165,6 +170,8 @@ class ModelAccess:
             occurrences[path] = occurrence + 1
             index = self._keys.get((path, occurrence))
             outputs = call()
+            if xla_gradients:
+                outputs = reroute(outputs)
             first = _first_tensor(outputs)
             pre = pre_activation(first) if first is not None else None
             if guided and tf.is_tensor(outputs) and pre is not None and first.op.type == "Relu":
