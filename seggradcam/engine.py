@@ -24,7 +24,11 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         that signature have taken ``XLA_AFTER`` times its first call, the next one compiles
         ``"loop-xla"`` and later calls use it. A few calls never pay for XLA; a long stream of
         calls (an audit, a benchmark) spends at most about that much extra before it runs at
-        the XLA speed.
+        the XLA speed. If XLA cannot compile the model's pass (an op without an XLA kernel,
+        e.g. the gradient of a nearest-neighbour ``Resizing``), "auto" stays without XLA
+        (``Engine.xla_refusal`` says why) and "loop-xla"/"pfor-xla" raise a ValueError.
+    In the XLA passes, max pools get an exact gradient that XLA runs fast
+    (``seggradcam.xla_gradients``).
 See ``benchmarks/README.md`` for the measurements behind these choices.
 
 Calls with the same image shape, the same number of targets and the same target
@@ -34,6 +38,7 @@ features (loss, components) reuse the traced graph.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import NamedTuple
 
@@ -116,6 +121,7 @@ class Engine:
         self.trace_count = 0  # traces of the plain pass
         self.xla_trace_count = 0  # traces of the XLA-compiled pass
         self._tiers: dict[tuple, _Tier] = {}
+        self.xla_refusal: str | None = None  # why XLA could not compile this model's pass, once it failed
 
         def counted(counter: str, xla: bool):
             def traced_pass(images, targets, with_loss, with_components):
@@ -133,22 +139,48 @@ class Engine:
 
     # -- public calls -----------------------------------------------------------------------
     def run(self, images, targets: EncodedTargets) -> PassResult:
-        """Explain a batch of (N, H, W, C) float32 images for the encoded targets."""
+        """Explain a batch of (N, H, W, C) float32 images for the encoded targets.
+
+        Raises:
+            ValueError: ``strategy`` "loop-xla" or "pfor-xla" on a model that XLA cannot
+                compile here (the message names the operations); "auto" then stays without XLA.
+        """
         images = tf.convert_to_tensor(images, tf.float32)
         args = (images, _tensors(targets), targets.any_loss, targets.any_components)
         if targets.any_components or self.strategy in ("loop", "pfor"):
             return self._explain(*args)
         if self.strategy != "auto":
-            return self._explain_xla(*args)
+            result = self._try_xla(args)
+            if result is None:
+                raise ValueError(
+                    f"strategy {self.strategy!r}: XLA cannot compile this model's pass on this device "
+                    f"({self.xla_refusal}); use strategy='loop' (or 'auto', which then runs without XLA)"
+                )
+            return result
         tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
-        if tier.use_xla:
-            return self._explain_xla(*args)
+        if tier.use_xla and self.xla_refusal is None:
+            result = self._try_xla(args)
+            if result is not None:
+                return result
         start = time.perf_counter()
         result = self._explain(*args)
         elapsed = time.perf_counter() - start
         tier.first_s = tier.first_s or elapsed
         tier.spent_s += elapsed
         return result
+
+    def _try_xla(self, args) -> PassResult | None:
+        """The XLA pass, or None (and ``xla_refusal`` set) when XLA cannot compile it."""
+        if self.xla_refusal is not None:
+            return None
+        try:
+            return self._explain_xla(*args)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+            refusal = _xla_refusal(str(error))
+            if refusal is None:
+                raise
+            self.xla_refusal = refusal
+            return None
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
@@ -226,6 +258,16 @@ class Engine:
         chosen = tf.gather(explained, class_index[:, tf.newaxis], axis=3, batch_dims=1)[..., 0]
         values = tf.where(has_truth[:, tf.newaxis, tf.newaxis], cross_entropy(explained, truth), chosen)
         return tf.reduce_sum(values * masks, axis=[1, 2])
+
+
+def _xla_refusal(message: str) -> str | None:
+    """What XLA refused, in words, if ``message`` is an XLA compilation failure; else None."""
+    if "XLA" not in message and "tf2xla" not in message:
+        return None
+    ops = sorted(set(re.findall(r"(\w+) \(No registered '", message)))
+    if ops:
+        return "no XLA kernel for " + ", ".join(ops)
+    return "XLA compilation failed: " + message.strip().splitlines()[0][:200]
 
 
 def _tensors(targets: EncodedTargets) -> EncodedTargets:

@@ -315,3 +315,36 @@ def test_auto_strategy_moves_to_xla_after_enough_calls(unet_softmax, images):
         assert relative_error(later.raw[layer], first.raw[layer]) < 1e-5
     with pytest.raises(ValueError, match="strategy must be one of"):
         sgc.SegGradCAM(unet_softmax, strategy="fast")
+
+
+def nearest_resize_model():
+    """A small segmenter whose upsampling is a nearest-neighbour Resizing: XLA has no kernel for its gradient."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    pooled = keras.layers.MaxPooling2D(name="pool")(features)
+    deeper = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="deep")(pooled)
+    restored = keras.layers.Resizing(16, 16, interpolation="nearest", name="resize")(deeper)
+    joined = keras.layers.Concatenate()([restored, features])
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="logits")(joined))
+
+
+def test_xla_refusal_auto_stays_plain_and_explicit_xla_says_why(monkeypatch):
+    import seggradcam.engine as engine_module
+
+    model = nearest_resize_model()
+    images = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+    targets = [sgc.ClassTarget(c, region="all") for c in range(3)]
+    plain = sgc.SegGradCAM(model, layers="all", strategy="loop").explain(images, targets)
+    monkeypatch.setattr(engine_module, "XLA_AFTER", 0.0)  # "auto" tries XLA from its second call
+    auto = sgc.SegGradCAM(model, layers="all")
+    auto.explain(images, targets)
+    later = auto.explain(images, targets)
+    assert auto.engine.xla_trace_count == 1 and "ResizeNearestNeighborGrad" in auto.engine.xla_refusal
+    again = auto.explain(images, targets)
+    assert auto.engine.xla_trace_count == 1  # not tried twice
+    for layer in plain.layers:
+        np.testing.assert_array_equal(later.raw[layer], plain.raw[layer])
+        np.testing.assert_array_equal(again.raw[layer], plain.raw[layer])
+    with pytest.raises(ValueError, match=r"strategy 'loop-xla'.*ResizeNearestNeighborGrad.*strategy='loop'"):
+        sgc.SegGradCAM(model, layers="all", strategy="loop-xla").explain(images, targets)
