@@ -19,12 +19,14 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         (``jit_compile=True``): warm calls 1.2 to 1.9 times faster on CPU, a first call up to
         several seconds slower. A pass with a ``ComponentTarget`` (scikit-image labelling) cannot be
         compiled with XLA and runs without it.
-    ``"auto"`` (default), tiered like a JIT: each new call signature (image shape, number of
-        targets, loss or not) runs ``"loop"`` first, which starts fastest; once the calls of
-        that signature have taken ``XLA_AFTER`` times its first call, the next one compiles
-        ``"loop-xla"`` and later calls use it. A few calls never pay for XLA; a long stream of
-        calls (an audit, a benchmark) spends at most about that much extra before it runs at
-        the XLA speed. If XLA cannot compile the model's pass (an op without an XLA kernel,
+    ``"auto"`` (default), tiered like a JIT and measured: each new call signature (image
+        shape, number of targets, loss or not) runs ``"loop"`` first, which starts fastest;
+        once the calls of that signature have taken ``XLA_AFTER`` times its first call, the
+        next one compiles ``"loop-xla"``, ``XLA_TRIALS`` more are timed, and from then on the
+        signature runs whichever of the two ran faster (XLA wins on the plain U-Nets, and
+        loses, for example, where depthwise convolutions dominate). A few calls never pay
+        for XLA; a long stream of calls (an audit, a benchmark) spends at most about that
+        much extra before it runs at the faster speed. If XLA cannot compile the model's pass (an op without an XLA kernel,
         e.g. the gradient of a nearest-neighbour ``Resizing``), "auto" stays without XLA
         (``Engine.xla_refusal`` says why) and "loop-xla"/"pfor-xla" raise a ValueError.
     In the XLA passes, max pools get an exact gradient that XLA runs fast
@@ -38,6 +40,7 @@ features (loss, components) reuse the traced graph.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import time
 from typing import NamedTuple
@@ -55,20 +58,55 @@ __all__ = ["Engine", "PassResult", "STRATEGIES"]
 
 STRATEGIES = ("auto", "loop", "pfor", "loop-xla", "pfor-xla")
 XLA_AFTER = 3.0  # "auto": compile with XLA once a signature's plain calls took this many times its first call
+XLA_TRIALS = 2  # "auto": warm XLA calls timed (after the compiling one) before settling on the faster pass
 
 
 @dataclasses.dataclass
 class _Tier:
-    """What "auto" knows about one call signature."""
+    """What "auto" knows about one call signature, and which pass it runs next.
 
-    first_s: float = 0.0
-    spent_s: float = 0.0
+    Example:
+        >>> tier = _Tier()
+        >>> for elapsed in (1.0, 0.5, 0.5, 0.5, 0.5):  # the first call traces; 3.0 s in all = 3 x 1.0 s
+        ...     tier.record("plain", elapsed)
+        >>> tier.next_pass()
+        'xla'
+        >>> for elapsed in (4.0, 0.8, 0.7):  # XLA compiles, then runs slower than the plain pass
+        ...     tier.record("xla", elapsed)
+        >>> tier.settled, tier.next_pass()
+        ('plain', 'plain')
+    """
 
-    @property
-    def use_xla(self) -> bool:
-        """True once the plain calls have cost ``XLA_AFTER`` times the first (then for good:
-        plain calls stop, so ``spent_s`` no longer changes)."""
-        return self.first_s > 0 and self.spent_s >= XLA_AFTER * self.first_s
+    first_s: float = 0.0  # the first plain call, tracing included
+    spent_s: float = 0.0  # all plain calls
+    plain_best_s: float = math.inf  # the fastest plain call after the first
+    xla_calls: int = 0
+    xla_best_s: float = math.inf  # the fastest XLA call after its first (which compiles)
+    settled: str | None = None  # "plain" or "xla", once both were measured
+
+    def next_pass(self) -> str:
+        """The pass to run: "plain" until the plain calls have cost ``XLA_AFTER`` times the
+        first, then "xla" for ``XLA_TRIALS`` + 1 calls, then whichever ran faster, for good."""
+        if self.settled is not None:
+            return self.settled
+        if self.first_s == 0 or self.spent_s < XLA_AFTER * self.first_s:
+            return "plain"
+        return "xla"
+
+    def record(self, kind: str, elapsed: float) -> None:
+        """Note one call's time; after the XLA trials, settle on the faster pass."""
+        if kind == "plain":
+            if self.first_s == 0:
+                self.first_s = elapsed
+            else:
+                self.plain_best_s = min(self.plain_best_s, elapsed)
+            self.spent_s += elapsed
+            return
+        self.xla_calls += 1
+        if self.xla_calls > 1:
+            self.xla_best_s = min(self.xla_best_s, elapsed)
+        if self.xla_calls > XLA_TRIALS:
+            self.settled = "xla" if self.xla_best_s < self.plain_best_s else "plain"
 
 
 class PassResult(NamedTuple):
@@ -158,15 +196,15 @@ class Engine:
                 )
             return result
         tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
-        if tier.use_xla and self.xla_refusal is None:
+        if tier.next_pass() == "xla" and self.xla_refusal is None:
+            start = time.perf_counter()
             result = self._try_xla(args)
             if result is not None:
+                tier.record("xla", time.perf_counter() - start)
                 return result
         start = time.perf_counter()
         result = self._explain(*args)
-        elapsed = time.perf_counter() - start
-        tier.first_s = tier.first_s or elapsed
-        tier.spent_s += elapsed
+        tier.record("plain", time.perf_counter() - start)
         return result
 
     def _try_xla(self, args) -> PassResult | None:

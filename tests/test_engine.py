@@ -348,3 +348,39 @@ def test_xla_refusal_auto_stays_plain_and_explicit_xla_says_why(monkeypatch):
         np.testing.assert_array_equal(again.raw[layer], plain.raw[layer])
     with pytest.raises(ValueError, match=r"strategy 'loop-xla'.*ResizeNearestNeighborGrad.*strategy='loop'"):
         sgc.SegGradCAM(model, layers="all", strategy="loop-xla").explain(images, targets)
+
+
+def test_auto_settles_on_the_faster_pass(unet_softmax, images, monkeypatch):
+    import seggradcam.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "XLA_AFTER", 0.0)  # XLA trials from the second call
+    explainer = sgc.SegGradCAM(unet_softmax, layers=["bottleneck_conv2", "dec1_conv2"])
+    targets = [sgc.ClassTarget(0, region="all"), sgc.PixelTarget(2, 2)]
+    first = explainer.explain(images[:1], targets)
+    tier = next(iter(explainer.engine._tiers.values()))
+    for _ in range(engine_module.XLA_TRIALS + 1):
+        assert tier.next_pass() == "xla"
+        explainer.explain(images[:1], targets)
+    assert tier.settled == ("xla" if tier.xla_best_s < tier.plain_best_s else "plain")
+    settled = explainer.explain(images[:1], targets)
+    assert explainer.engine.xla_trace_count == 1 and explainer.engine.trace_count == 1
+    for layer in first.layers:  # XLA or not: the same maps to 1e-5 of their scale (float32 sums in another order)
+        assert relative_error(settled.raw[layer], first.raw[layer]) < 1e-5
+
+
+def test_tier_goes_back_to_plain_when_xla_is_slower():
+    from seggradcam.engine import XLA_TRIALS, _Tier
+
+    tier = _Tier()
+    for elapsed in (1.0, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2):
+        assert tier.next_pass() == "plain"
+        tier.record("plain", elapsed)
+    assert tier.next_pass() == "xla"
+    tier.record("xla", 5.0)  # compiling
+    for _ in range(XLA_TRIALS):
+        tier.record("xla", 0.3)
+    assert tier.settled == "plain" and tier.next_pass() == "plain"
+    faster = _Tier(first_s=1.0, spent_s=3.0, plain_best_s=0.2)
+    for elapsed in [5.0] + [0.1] * XLA_TRIALS:
+        faster.record("xla", elapsed)
+    assert faster.settled == "xla"
