@@ -217,6 +217,7 @@ def _run_chunked(run, batch: np.ndarray, encoded: EncodedTargets, images_per_chu
     numpy results into arrays allocated once.
 
     Each chunk's targets are padded to a compiled bucket size; the padding is dropped.
+    Tensors are read as numpy views and copied once, into the joined arrays.
     Arrays have a target axis at position 1, except ``prediction`` (N, H', W'); tuple-valued
     results (one array per layer) become lists of arrays.
     """
@@ -233,12 +234,12 @@ def _run_chunked(run, batch: np.ndarray, encoded: EncodedTargets, images_per_chu
             for key, value in items:
                 if isinstance(value, tuple):
                     for index, item in enumerate(value):
-                        _place(joined, (key, index), item.numpy()[:, :count], rows, columns, num_images, num_targets)
+                        _place(joined, (key, index), np.asarray(item)[:, :count], rows, columns, num_images, num_targets)
                 elif key == "prediction":
-                    array = value.numpy()
+                    array = np.asarray(value)
                     joined.setdefault(key, np.empty((num_images,) + array.shape[1:], array.dtype))[rows] = array
                 else:
-                    _place(joined, key, value.numpy()[:, :count], rows, columns, num_images, num_targets)
+                    _place(joined, key, np.asarray(value)[:, :count], rows, columns, num_images, num_targets)
     layered = {}
     for key in list(joined):
         if isinstance(key, tuple):

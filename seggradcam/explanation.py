@@ -98,16 +98,20 @@ class Explanation:
     def _render(self, view: str) -> np.ndarray:
         """Maps of one view for every layer, (N, T, L, H, W) float32.
 
-        All layers in one compiled call when the result is small; otherwise layer by layer
-        into one array, so that no second full-size copy exists.
+        All layers in one compiled call when the result is small; otherwise layer by layer,
+        so that no second full-size copy exists. Each layer's maps are copied once, straight
+        into the result (no stacked tensor in between).
         """
         size = tuple(self.images.shape[1:3])
         shape = self.scores.shape + (len(self.layers),) + size
+        raws = [self.raw[name] for name in self.layers]
         if np.prod(shape) * BYTES_PER_VALUE <= RENDER_AT_ONCE:
-            return postprocess.render_layers([self.raw[name] for name in self.layers], size, view).numpy()
+            rendered = postprocess.render_each(raws, size, view)
+        else:
+            rendered = (postprocess.render(raw, size, view) for raw in raws)
         maps = np.empty(shape, np.float32)
-        for index, name in enumerate(self.layers):
-            maps[:, :, index] = postprocess.render(self.raw[name], size, view).numpy()
+        for index, layer_maps in enumerate(rendered):
+            maps[:, :, index] = np.asarray(layer_maps)  # a read-only view of the tensor, copied into place
         return maps
 
     def view(self, mode: str = "positive") -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["render", "render_layers", "scale", "upsample", "VIEWS"]
+__all__ = ["render", "render_each", "render_layers", "scale", "upsample", "VIEWS"]
 
 VIEWS = ("positive", "signed", "counterfactual")
 
@@ -63,18 +63,29 @@ def _render(raw, size: tuple, view: str) -> tf.Tensor:
 
 
 @tf.function(autograph=False, reduce_retracing=True)
-def _render_layers(raws: tuple, size: tuple, view: str) -> tf.Tensor:
-    return tf.stack([_render(raw, size, view) for raw in raws], axis=2)
+def _render_each(raws: tuple, size: tuple, view: str) -> list:
+    return [_render(raw, size, view) for raw in raws]
+
+
+def render_each(raws, size, view: str = "positive") -> list:
+    """Several layers' raw maps, each (N, T, h_l, w_l), -> one (N, T, H, W) tensor per layer, in one call.
+
+    Example:
+        >>> maps = render_each([np.ones((1, 2, 2, 2), np.float32), -np.ones((1, 2, 4, 4), np.float32)], (4, 4))
+        >>> [tuple(m.shape) for m in maps], float(np.max(maps[0])), float(np.max(maps[1]))
+        ([(1, 2, 4, 4), (1, 2, 4, 4)], 1.0, 0.0)
+    """
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; valid views are {VIEWS}")
+    return _render_each(tuple(tf.convert_to_tensor(raw, tf.float32) for raw in raws), tuple(int(side) for side in size), view)
 
 
 def render_layers(raws, size, view: str = "positive") -> tf.Tensor:
-    """Several layers' raw maps, each (N, T, h_l, w_l), -> (N, T, L, H, W) maps of one view, in one call.
+    """Several layers' raw maps, each (N, T, h_l, w_l), -> (N, T, L, H, W) maps of one view.
 
     Example:
         >>> maps = render_layers([np.ones((1, 2, 2, 2), np.float32), -np.ones((1, 2, 4, 4), np.float32)], (4, 4))
         >>> maps.shape, float(np.max(maps[0, 0, 0])), float(np.max(maps[0, 0, 1]))
         (TensorShape([1, 2, 2, 4, 4]), 1.0, 0.0)
     """
-    if view not in VIEWS:
-        raise ValueError(f"unknown view {view!r}; valid views are {VIEWS}")
-    return _render_layers(tuple(tf.convert_to_tensor(raw, tf.float32) for raw in raws), tuple(int(side) for side in size), view)
+    return tf.stack(render_each(raws, size, view), axis=2)

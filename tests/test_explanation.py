@@ -62,3 +62,12 @@ def test_heatmaps_are_rendered_on_first_use_and_one_map_alone_is_the_same(unet_s
     # the same compiled resize and scaling on a (1, 1) slice or on the batch: equal to float32 rounding
     np.testing.assert_allclose(one, every[1, 0, 1], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(expl.heatmap(1, 0, 1), every[1, 0, 1])
+
+
+def test_every_array_a_user_gets_is_writable(unet_softmax, images):
+    # results are read from tensors as views and copied once; what the user holds must be their own
+    expl = sgc.SegGradCAM(unet_softmax, layers=["enc1_conv2", "dec1_conv2"]).explain(images[:2], [0, 1])
+    arrays = [expl.heatmaps, expl.signed, expl.counterfactual, expl.scores, expl.masks, expl.classes, expl.prediction]
+    arrays += list(expl.raw.values()) + list(expl.weights.values())
+    for array in arrays:
+        assert array.flags.writeable and array.flags.owndata
