@@ -254,7 +254,7 @@ class Engine:
         grads = self._gradients(tape, per_target, list(run.activations), targets.class_index.shape[0])
         weights, raw = [], []
         for grad, act in zip(grads, run.activations):
-            layer_weights, layer_raw = self.method.apply(grad, act)
+            layer_weights, layer_raw = self.method.apply(grad, act, fused=xla)
             weights.append(layer_weights)
             raw.append(layer_raw)
         prediction = predicted_labels(run.scores, self.access.scores.decision)

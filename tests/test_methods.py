@@ -114,3 +114,17 @@ def test_a_new_method_is_one_function_and_one_line(unet_softmax, images):
     assert relative_error(expl.raw["bottleneck_conv2"][0, 0], (acts * weights).sum(-1)) < 1e-5
     with pytest.raises(ValueError, match="unknown method 'test-max-gradient'"):
         get_method("test-max-gradient")
+
+
+@pytest.mark.parametrize("name", ["seg-grad-cam", "seg-grad-cam++", "seg-hires-grad-cam"])
+def test_fused_and_contracted_maps_agree(name):
+    rng = np.random.default_rng(7)
+    acts = tf.constant(rng.uniform(0, 2, (2, 6, 5, 8)).astype(np.float32))
+    grads = [tf.constant(rng.normal(size=(2, 6, 5, 8)).astype(np.float32)) for _ in range(3)]
+    method = get_method(name)
+    plain_weights, plain_raw = method.apply(grads, acts)
+    fused = tf.function(lambda g, a: method.apply(g, a, fused=True), jit_compile=True, autograph=False)
+    fused_weights, fused_raw = fused(grads, acts)
+    # XLA sums in another order (Grad-CAM++'s weights, the maps over 8 channels): a few float32 roundings apart
+    np.testing.assert_allclose(fused_weights.numpy(), plain_weights.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(fused_raw.numpy(), plain_raw.numpy(), rtol=1e-6, atol=1e-6 * float(np.abs(plain_raw).max()))
