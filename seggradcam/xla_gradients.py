@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-__all__ = ["reroute", "MAX_WINDOW"]
+__all__ = ["first_maximum_mask", "reroute", "route", "MAX_WINDOW"]
 
 MAX_WINDOW = 16  # windows with more positions keep XLA's own gradient (the unrolled rule grows with the window)
 
@@ -63,47 +63,57 @@ def _pool_window(output) -> tuple[int, int] | None:
 
 
 def _first_maximum_routed(pooled_input, output, window: tuple[int, int]):
+    # the routing depends on the forward values only: built once, shared by every backward pass
+    chosen = first_maximum_mask(pooled_input, output, window)
+
     @tf.custom_gradient
     def routed(x):
         def gradient(upstream):
-            return first_maximum_gradient(x, output, upstream, window)
+            return route(chosen, upstream, x.shape)
 
         return tf.identity(output), gradient
 
     return routed(pooled_input)
 
 
-def first_maximum_gradient(inputs, output, upstream, window: tuple[int, int]):
-    """Gradient of a non-overlapping max pool: each window's upstream value goes to its first maximum.
+def first_maximum_mask(inputs, output, window: tuple[int, int]):
+    """1 at the first maximum of each window (row-major order), else 0.
 
     Args:
         inputs: (N, H, W, k) the pool's input.
         output: (N, H // ph, W // pw, k) the pool's output.
-        upstream: gradient with respect to ``output``.
         window: (ph, pw), equal to the stride.
 
     Returns:
-        (N, H, W, k), zero outside the first maxima and in rows or columns the pool dropped.
+        (N, H // ph, ph, W // pw, pw, k), the dtype of ``inputs``.
     """
     height, width = window
     _, rows, columns, channels = output.shape
     cropped = inputs[:, : rows * height, : columns * width]
     windows = tf.reshape(cropped, (-1, rows, height, columns, width, channels))
     taken = None  # a maximum already met earlier in the window
-    rows_out = []
+    window_rows = []
     for i in range(height):
         row = []
         for j in range(width):
             is_max = tf.equal(windows[:, :, i, :, j], output)
-            first = is_max if taken is None else tf.logical_and(is_max, tf.logical_not(taken))
+            row.append(is_max if taken is None else tf.logical_and(is_max, tf.logical_not(taken)))
             taken = is_max if taken is None else tf.logical_or(taken, is_max)
-            row.append(first)
-        rows_out.append(tf.stack(row, axis=3))  # (N, rows, columns, pw, k)
-    chosen = tf.cast(tf.stack(rows_out, axis=2), upstream.dtype)  # (N, rows, ph, columns, pw, k)
-    routed = chosen * upstream[:, :, tf.newaxis, :, tf.newaxis, :]
+        window_rows.append(tf.stack(row, axis=3))  # (N, rows, columns, pw, k)
+    return tf.cast(tf.stack(window_rows, axis=2), inputs.dtype)
+
+
+def route(chosen, upstream, input_shape):
+    """The pool's gradient: each window's ``upstream`` value at its chosen position.
+
+    Returns:
+        ``input_shape``, zero elsewhere and in rows or columns the pool dropped.
+    """
+    _, rows, height, columns, width, channels = chosen.shape
+    routed = tf.cast(chosen, upstream.dtype) * upstream[:, :, tf.newaxis, :, tf.newaxis, :]
     grads = tf.reshape(routed, (-1, rows * height, columns * width, channels))
-    missing_h = inputs.shape[1] - rows * height
-    missing_w = inputs.shape[2] - columns * width
+    missing_h = input_shape[1] - rows * height
+    missing_w = input_shape[2] - columns * width
     if missing_h or missing_w:
         grads = tf.pad(grads, [[0, 0], [0, missing_h], [0, missing_w], [0, 0]])
     return grads
