@@ -19,6 +19,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -58,6 +59,7 @@ def measure(name: str, batch: int, runs: int) -> dict:
             calls[strategy]()
             ratios[strategy].append((time.perf_counter() - start) / forward_s)
     auto = sgc.SegGradCAM(model, layers="all")
+    warnings.simplefilter("ignore", sgc.EmptyMapWarning)  # random weights: some maps are empty, as expected
     count = 0
     while count < MAX_SETTLE_CALLS and not (auto.engine._tiers and all(t.settled for t in auto.engine._tiers.values())):
         auto.explain(images.numpy(), targets)

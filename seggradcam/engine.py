@@ -79,10 +79,16 @@ class _Tier:
 
     first_s: float = 0.0  # the first plain call, tracing included
     spent_s: float = 0.0  # all plain calls
-    plain_best_s: float = math.inf  # the fastest plain call after the first
+    recent_plain_s: list = dataclasses.field(default_factory=list)  # the last XLA_TRIALS plain calls after the first
     xla_calls: int = 0
     xla_best_s: float = math.inf  # the fastest XLA call after its first (which compiles)
     settled: str | None = None  # "plain" or "xla", once both were measured
+
+    @property
+    def plain_best_s(self) -> float:
+        """The fastest of the last ``XLA_TRIALS`` plain calls: as many samples as the XLA side
+        has, so that neither side's minimum is favoured by more draws."""
+        return min(self.recent_plain_s, default=math.inf)
 
     def next_pass(self) -> str:
         """The pass to run: "plain" until the plain calls have cost ``XLA_AFTER`` times the
@@ -99,7 +105,7 @@ class _Tier:
             if self.first_s == 0:
                 self.first_s = elapsed
             else:
-                self.plain_best_s = min(self.plain_best_s, elapsed)
+                self.recent_plain_s = (self.recent_plain_s + [elapsed])[-XLA_TRIALS:]
             self.spent_s += elapsed
             return
         self.xla_calls += 1

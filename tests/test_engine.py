@@ -380,7 +380,7 @@ def test_tier_goes_back_to_plain_when_xla_is_slower():
     for _ in range(XLA_TRIALS):
         tier.record("xla", 0.3)
     assert tier.settled == "plain" and tier.next_pass() == "plain"
-    faster = _Tier(first_s=1.0, spent_s=3.0, plain_best_s=0.2)
+    faster = _Tier(first_s=1.0, spent_s=3.0, recent_plain_s=[0.2, 0.25])
     for elapsed in [5.0] + [0.1] * XLA_TRIALS:
         faster.record("xla", elapsed)
     assert faster.settled == "xla"
