@@ -16,9 +16,10 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         persistent tape, each with a one-hot cotangent over the targets).
     ``"pfor"``: the T backward passes vectorised into one with ``pfor`` (``tape.jacobian``).
     ``"loop-xla"``, ``"pfor-xla"``: the same, the whole pass compiled with XLA
-        (``jit_compile=True``): warm calls 1.2 to 1.9 times faster on CPU, a first call up to
-        several seconds slower. A pass with a ``ComponentTarget`` (scikit-image labelling) cannot be
-        compiled with XLA and runs without it.
+        (``jit_compile=True``): on the benchmark U-Nets warm calls 1.4 to 2 times faster on
+        CPU, a first call up to several seconds slower; on other models slower. A pass
+        with a ``ComponentTarget`` (scikit-image labelling) cannot be compiled with XLA and
+        runs without it.
     ``"auto"`` (default), tiered like a JIT and measured: each new call signature (image
         shape, number of targets, loss or not) runs ``"loop"`` first, which starts fastest;
         once the calls of that signature have taken ``XLA_AFTER`` times its first call, the
@@ -26,9 +27,10 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         signature runs whichever of the two ran faster (XLA wins on the plain U-Nets, and
         loses, for example, where depthwise convolutions dominate). A few calls never pay
         for XLA; a long stream of calls (an audit, a benchmark) spends at most about that
-        much extra before it runs at the faster speed. If XLA cannot compile the model's pass (an op without an XLA kernel,
-        e.g. the gradient of a nearest-neighbour ``Resizing``), "auto" stays without XLA
-        (``Engine.xla_refusal`` says why) and "loop-xla"/"pfor-xla" raise a ValueError.
+        much extra before it runs at the faster speed. If XLA cannot compile the model's
+        pass (an op without an XLA kernel, e.g. the gradient of a nearest-neighbour
+        ``Resizing``), "auto" stays without XLA (``Engine.xla_refusal`` says why) and
+        "loop-xla"/"pfor-xla" raise a ValueError.
     In the XLA passes, max pools get an exact gradient that XLA runs fast
     (``seggradcam.xla_gradients``).
 See ``benchmarks/README.md`` for the measurements behind these choices.
