@@ -206,8 +206,13 @@ class Engine:
         tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
         if tier.next_pass() == "xla" and self.xla_refusal is None:
             start = time.perf_counter()
-            result = self._try_xla(args)
-            if result is not None:
+            try:
+                result = self._explain_xla(*args)
+            except tf.errors.OpError as error:
+                # XLA failed where the plain pass ran: stay without XLA. Should the plain
+                # pass fail too, its own error is the one to report.
+                self.xla_refusal = _xla_refusal(str(error)) or f"XLA failed: {_first_line(str(error))}"
+            else:
                 tier.record("xla", time.perf_counter() - start)
                 return result
         start = time.perf_counter()
@@ -221,7 +226,7 @@ class Engine:
             return None
         try:
             return self._explain_xla(*args)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
             refusal = _xla_refusal(str(error))
             if refusal is None:
                 raise
@@ -308,12 +313,16 @@ class Engine:
 
 def _xla_refusal(message: str) -> str | None:
     """What XLA refused, in words, if ``message`` is an XLA compilation failure; else None."""
-    if "XLA" not in message and "tf2xla" not in message:
+    if not any(mark in message for mark in ("XLA", "tf2xla", "mixed precision is disallowed")):
         return None
     ops = sorted(set(re.findall(r"(\w+) \(No registered '", message)))
     if ops:
         return "no XLA kernel for " + ", ".join(ops)
-    return "XLA compilation failed: " + message.strip().splitlines()[0][:200]
+    return "XLA compilation failed: " + _first_line(message)
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0][:200] if message.strip() else "(no message)"
 
 
 def _tensors(targets: EncodedTargets) -> EncodedTargets:

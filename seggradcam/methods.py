@@ -42,7 +42,7 @@ __all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gra
 
 POOLS = ("mean", "max")
 SAFE_DENOMINATOR = 1e-12  # Grad-CAM++: |2 + S g| below this is treated as zero
-SUM_BLOCK = 8  # spatial_mean: a row's pixels summed in float32 in blocks of at most this many; rows in float64
+SUM_BLOCK = 8  # spatial_mean: pixels summed in float32 in row blocks of at most this many; blocks in float64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +140,10 @@ def spatial_mean(values: tf.Tensor) -> tf.Tensor:
 
     Channel weights are means of gradients that largely cancel, and a float32 sum over a
     128x128 map loses up to ~1e-5 of the result's scale when it runs sequentially (as XLA's
-    loops do) instead of as a tree (as TensorFlow's kernels do). So each row is summed in
-    float32 in blocks of at most ``SUM_BLOCK`` pixels and then across its blocks, and the
-    rows are summed in float64: a few roundings per row in either runtime, at the cost of a
-    float32 sum (a float64 sum over every pixel took about one forward pass more per grid
-    under XLA).
+    loops do) instead of as a tree (as TensorFlow's kernels do), far more where large
+    gradients of both signs cancel. So pixels are summed in float32 only within blocks of at
+    most ``SUM_BLOCK`` neighbours of a row (at most 7 roundings each), and the blocks in
+    float64 (a float64 sum over every pixel costs XLA on CPU about twice as much).
 
     Example:
         >>> float(spatial_mean(tf.reshape(tf.range(12.0), (1, 3, 4, 1)))[0, 0, 0, 0])
@@ -154,9 +153,8 @@ def spatial_mean(values: tf.Tensor) -> tf.Tensor:
     if None in (height, width, channels):
         return tf.cast(tf.reduce_mean(tf.cast(values, tf.float64), axis=[1, 2], keepdims=True), values.dtype)
     block = max(size for size in range(1, SUM_BLOCK + 1) if width % size == 0)
-    blocks = tf.reduce_sum(tf.reshape(values, (-1, height, width // block, block, channels)), axis=3)
-    rows = tf.reduce_sum(blocks, axis=2)  # (N, h, k)
-    mean = tf.reduce_sum(tf.cast(rows, tf.float64), axis=1) / (height * width)
+    blocks = tf.reduce_sum(tf.reshape(tf.cast(values, tf.float32), (-1, height, width // block, block, channels)), axis=3)
+    mean = tf.reduce_sum(tf.cast(blocks, tf.float64), axis=[1, 2]) / (height * width)
     return tf.cast(mean, values.dtype)[:, tf.newaxis, tf.newaxis, :]
 
 

@@ -384,3 +384,32 @@ def test_tier_goes_back_to_plain_when_xla_is_slower():
     for elapsed in [5.0] + [0.1] * XLA_TRIALS:
         faster.record("xla", elapsed)
     assert faster.settled == "xla"
+
+
+def test_xla_internal_failure_auto_stays_plain(monkeypatch):
+    # found by a review: XLA refuses float16 ReluGrad next to a float32 ResizeBilinearGrad with an
+    # InternalError (not InvalidArgumentError); "auto" must fall back instead of failing every call
+    import seggradcam.engine as engine_module
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((16, 16, 3))
+        features = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inputs)
+        deeper = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c2")(keras.layers.MaxPooling2D()(features))
+        restored = keras.layers.UpSampling2D(interpolation="bilinear", name="up")(deeper)
+        logits = keras.layers.Conv2D(3, 1, name="logits")(keras.layers.Concatenate()([restored, features]))
+        model = keras.Model(inputs, keras.layers.Activation("softmax", dtype="float32")(logits))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    images = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype(np.float32)
+    targets = [sgc.ClassTarget(c, region="all") for c in range(3)]
+    plain = sgc.SegGradCAM(model, layers=["c1", "up"], strategy="loop").explain(images, targets)
+    monkeypatch.setattr(engine_module, "XLA_AFTER", 0.0)
+    auto = sgc.SegGradCAM(model, layers=["c1", "up"])
+    for _ in range(3):
+        later = auto.explain(images, targets)
+    assert auto.engine.xla_refusal is not None and auto.engine.xla_trace_count == 1
+    for layer in plain.layers:
+        np.testing.assert_array_equal(later.raw[layer], plain.raw[layer])
