@@ -196,13 +196,7 @@ class Engine:
         if targets.any_components or self.strategy in ("loop", "pfor"):
             return self._explain(*args)
         if self.strategy != "auto":
-            result = self._try_xla(args)
-            if result is None:
-                raise ValueError(
-                    f"strategy {self.strategy!r}: XLA cannot compile this model's pass on this device "
-                    f"({self.xla_refusal}); use strategy='loop' (or 'auto', which then runs without XLA)"
-                )
-            return result
+            return self._explicit_xla(args)
         tier = self._tiers.setdefault((tuple(images.shape), targets.num_targets, targets.any_loss), _Tier())
         if tier.next_pass() == "xla" and self.xla_refusal is None:
             start = time.perf_counter()
@@ -220,18 +214,19 @@ class Engine:
         tier.record("plain", time.perf_counter() - start)
         return result
 
-    def _try_xla(self, args) -> PassResult | None:
-        """The XLA pass, or None (and ``xla_refusal`` set) when XLA cannot compile it."""
-        if self.xla_refusal is not None:
-            return None
-        try:
-            return self._explain_xla(*args)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
-            refusal = _xla_refusal(str(error))
-            if refusal is None:
-                raise
-            self.xla_refusal = refusal
-            return None
+    def _explicit_xla(self, args) -> PassResult:
+        """The XLA pass of strategy "loop-xla"/"pfor-xla"; a ValueError if XLA cannot compile it."""
+        if self.xla_refusal is None:
+            try:
+                return self._explain_xla(*args)
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
+                self.xla_refusal = _xla_refusal(str(error))
+                if self.xla_refusal is None:
+                    raise
+        raise ValueError(
+            f"strategy {self.strategy!r}: XLA cannot compile this model's pass on this device "
+            f"({self.xla_refusal}); use strategy='loop' (or 'auto', which then runs without XLA)"
+        )
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
