@@ -32,7 +32,12 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         ``Resizing``), "auto" stays without XLA (``Engine.xla_refusal`` says why) and
         "loop-xla"/"pfor-xla" raise a ValueError.
     In the XLA passes, max pools get an exact gradient that XLA runs fast
-    (``seggradcam.xla_gradients``).
+    (``seggradcam.xla_gradients``). Without a GPU, the XLA pass runs one image per call and
+    the results are joined along the batch axis: one compiled program serves every batch
+    size, and the per-image working set stays in cache (on the 2-core project machine the
+    shapes U-Net's grid at batch 8 took 4.9 instead of 5.5 forward passes, the 2M U-Net's
+    6.4 instead of 6.6; see ``benchmarks/README.md``). With a GPU the whole batch goes in
+    one call.
 See ``benchmarks/README.md`` for the measurements behind these choices.
 
 Calls with the same image shape, the same number of targets and the same target
@@ -168,6 +173,7 @@ class Engine:
         self.xla_trace_count = 0  # traces of the XLA-compiled pass
         self._tiers: dict[tuple, _Tier] = {}
         self.xla_refusal: str | None = None  # why XLA could not compile this model's pass, once it failed
+        self.xla_per_image = not tf.config.list_logical_devices("GPU")  # XLA pass: one image per call (CPU)
 
         def counted(counter: str, xla: bool):
             def traced_pass(images, targets, with_loss, with_components):
@@ -201,7 +207,7 @@ class Engine:
         if tier.next_pass() == "xla" and self.xla_refusal is None:
             start = time.perf_counter()
             try:
-                result = self._explain_xla(*args)
+                result = self._xla_pass(*args)
             except tf.errors.OpError as error:
                 # XLA failed where the plain pass ran: stay without XLA. Should the plain
                 # pass fail too, its own error is the one to report.
@@ -218,7 +224,7 @@ class Engine:
         """The XLA pass of strategy "loop-xla"/"pfor-xla"; a ValueError if XLA cannot compile it."""
         if self.xla_refusal is None:
             try:
-                return self._explain_xla(*args)
+                return self._xla_pass(*args)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
                 self.xla_refusal = _xla_refusal(str(error))
                 if self.xla_refusal is None:
@@ -227,6 +233,14 @@ class Engine:
             f"strategy {self.strategy!r}: XLA cannot compile this model's pass on this device "
             f"({self.xla_refusal}); use strategy='loop' (or 'auto', which then runs without XLA)"
         )
+
+    def _xla_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool) -> PassResult:
+        """The XLA-compiled pass; with ``xla_per_image``, one call per image, joined along axis 0."""
+        count = images.shape[0]
+        if not self.xla_per_image or count is None or count <= 1:
+            return self._explain_xla(images, targets, with_loss, with_components)
+        parts = [self._explain_xla(images[i : i + 1], targets, with_loss, with_components) for i in range(count)]
+        return tf.nest.map_structure(lambda *pieces: tf.concat(pieces, axis=0), *parts)
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""

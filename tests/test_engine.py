@@ -295,6 +295,26 @@ def test_every_strategy_matches_reference(unet_softmax, images, strategy):
     print(f"{strategy}: worst relative error {worst:.2e}")
 
 
+def test_xla_pass_one_image_per_call_matches_the_whole_batch(unet_softmax, images):
+    """Without a GPU the XLA pass runs image by image: one compiled program for every batch size."""
+    targets = [sgc.ClassTarget(1, region="all"), sgc.PixelTarget(5, 7)]
+    per_image = sgc.SegGradCAM(unet_softmax, layers="all", strategy="loop-xla")
+    whole = sgc.SegGradCAM(unet_softmax, layers="all", strategy="loop-xla")
+    per_image.engine.xla_per_image, whole.engine.xla_per_image = True, False
+    for count in (3, 2):
+        split, joined = per_image.explain(images[:count], targets), whole.explain(images[:count], targets)
+        # the same compiled computation on a batch of 1 or of `count`: XLA may tile the
+        # convolutions differently, so float32 sums can round differently (a few ulp)
+        for name in split.layers:
+            assert split.raw[name].shape == joined.raw[name].shape
+            assert relative_error(split.raw[name], joined.raw[name]) < 1e-5
+            assert relative_error(split.weights[name], joined.weights[name]) < 1e-5
+        np.testing.assert_allclose(split.scores, joined.scores, rtol=1e-5)
+        np.testing.assert_array_equal(split.prediction, joined.prediction)
+    assert per_image.engine.xla_trace_count == 1  # batch sizes 3 and 2 ran the one program compiled for one image
+    assert whole.engine.xla_trace_count == 2
+
+
 def test_auto_strategy_moves_to_xla_after_enough_calls(unet_softmax, images):
     from seggradcam.engine import XLA_AFTER
 
