@@ -8,7 +8,9 @@ For each configuration and each gradient strategy (``--strategies``) it reports:
   (b) seggradcam's full grid: every class x layers="all", ``explain`` plus the heatmaps at
       input size as numpy. (a) and (b) are timed in alternation, round after round, and
       (b)/(a) is the median of each round's ratio, so that a slower or faster machine during
-      the run moves both; the floor is 1.2 x (1 + C) forward passes;
+      the run moves both; in each round (a) is the median of ``FORWARDS_PER_ROUND``
+      forward passes, because one pass of the small model varied by +-10% from call to call
+      and moved the ratio as much; the floor is 1.2 x (1 + C) forward passes;
   first call: a new explainer's first grid (tracing and compiling) against a warm one;
   for "auto", the calls and seconds it took (first call included) to try XLA and settle on
   the faster pass before it is timed, and which pass it settled on;
@@ -40,6 +42,7 @@ CONFIGS = {
 }
 
 
+FORWARDS_PER_ROUND = 3  # forward passes timed per round; their median is that round's (a)
 MAX_SETTLE_CALLS = 2000  # "auto": calls allowed for trying XLA and settling (it needs far fewer)
 
 
@@ -161,9 +164,7 @@ def run_config(name, runs, naive_runs, strategies):
     forwards, grids = [], {strategy: [] for strategy in strategies}
     for _ in range(runs):
         for strategy in strategies:
-            start = time.perf_counter()
-            forward(images).numpy()
-            forward_s = time.perf_counter() - start
+            forward_s = median_time(lambda: forward(images).numpy(), FORWARDS_PER_ROUND, warmup=0)
             start = time.perf_counter()
             _ = explainers[strategy].explain(images, targets).heatmaps
             grid_s = time.perf_counter() - start
