@@ -54,6 +54,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from . import conv_sums
 from .encoding import EncodedTargets
 from .layer_choice import ChosenLayer
 from .masks import build_masks, predicted_labels
@@ -174,6 +175,8 @@ class Engine:
         self._tiers: dict[tuple, _Tier] = {}
         self.xla_refusal: str | None = None  # why XLA could not compile this model's pass, once it failed
         self.xla_per_image = not tf.config.list_logical_devices("GPU")  # XLA pass: one image per call (CPU)
+        self.conv_sums = True  # read the earliest layer's channel sums off the next convolution (conv_sums)
+        self.conv_sum_layers: tuple = ()  # the layers it did that for, as of the last trace
 
         def counted(counter: str, xla: bool):
             def traced_pass(images, targets, with_loss, with_components):
@@ -271,16 +274,45 @@ class Engine:
             if watchable:
                 tape.watch(images)
             run = self.access.forward(images, self.layers, watch=tape.watch, xla_gradients=xla)
+            plans = self._conv_sum_plans(run.activations)
+            for plan in plans.values():
+                tape.watch(plan.output)
             built, scores = self._scores(run.scores, targets, with_loss, with_components)
             per_target = tf.reduce_sum(scores, axis=0)
-        grads = self._gradients(tape, per_target, list(run.activations), targets.class_index.shape[0])
+        sources = [plans[index].output if index in plans else act for index, act in enumerate(run.activations)]
+        grads = self._gradients(tape, per_target, sources, targets.class_index.shape[0])
         weights, raw = [], []
-        for grad, act in zip(grads, run.activations):
-            layer_weights, layer_raw = self.method.apply(grad, act, fused=xla)
+        for index, (grad, act) in enumerate(zip(grads, run.activations)):
+            if index in plans:
+                means = [plans[index].input_gradient_mean(output_grad) for output_grad in grad]
+                layer_weights, layer_raw = self.method.apply(None, act, fused=xla, channel_means=means)
+            else:
+                layer_weights, layer_raw = self.method.apply(grad, act, fused=xla)
             weights.append(layer_weights)
             raw.append(layer_raw)
         prediction = predicted_labels(run.scores, self.access.scores.decision)
         return PassResult(scores, built.masks, built.class_index, built.components, prediction, tuple(weights), tuple(raw))
+
+    def _conv_sum_plans(self, activations) -> dict:
+        """Explained maps whose channel sums can be read off the next convolution (``conv_sums``).
+
+        Only for a method that uses nothing but those sums, and only for maps that depend on
+        no other explained map: there the backward pass through the convolution is then
+        skipped; elsewhere it is needed anyway for the maps upstream.
+
+        Returns:
+            {index in ``activations``: ConvInput}
+        """
+        if not (self.conv_sums and self.method.method.mean_gradient):
+            return {}
+        plans = {}
+        for index, act in enumerate(activations):
+            plan = conv_sums.find(act)
+            others = {other.name for position, other in enumerate(activations) if position != index}
+            if plan is not None and not _depends_on(act, others):
+                plans[index] = plan
+        self.conv_sum_layers = tuple(self.layers[index].name for index in plans)
+        return plans
 
     def _gradients(self, tape, per_target, sources: list, num_targets: int) -> list:
         """d per_target[t] / d source for every target and source: per source, a list of T (N, ...) tensors."""
@@ -318,6 +350,19 @@ class Engine:
         chosen = tf.gather(explained, class_index[:, tf.newaxis], axis=3, batch_dims=1)[..., 0]
         values = tf.where(has_truth[:, tf.newaxis, tf.newaxis], cross_entropy(explained, truth), chosen)
         return tf.reduce_sum(values * masks, axis=[1, 2])
+
+
+def _depends_on(tensor, names: set) -> bool:
+    """Whether ``tensor`` is computed from a graph tensor named in ``names``."""
+    seen, pending = set(), [tensor.op]
+    while pending:
+        for source in pending.pop().inputs:
+            if source.name in names:
+                return True
+            if source.op.name not in seen:
+                seen.add(source.op.name)
+                pending.append(source.op)
+    return False
 
 
 def _xla_refusal(message: str) -> str | None:

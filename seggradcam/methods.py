@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-__all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gradients", "register", "spatial_mean"]
+__all__ = ["METHODS", "BoundMethod", "Method", "Option", "get_method", "pool_gradients", "register", "spatial_mean", "spatial_sum"]
 
 POOLS = ("mean", "max")
 SAFE_DENOMINATOR = 1e-12  # Grad-CAM++: |2 + S g| below this is treated as zero
@@ -55,11 +55,16 @@ class Option:
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A registered method: its name, weighting function and options."""
+    """A registered method: its name, weighting function and options.
+
+    ``mean_gradient``: the weights are the spatial mean of the gradient, per channel, and
+    nothing else, so a pass may hand over that mean instead (``seggradcam.conv_sums``).
+    """
 
     name: str
     weigh: Callable
     options: dict
+    mean_gradient: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +78,14 @@ class BoundMethod:
     def name(self) -> str:
         return self.method.name
 
-    def apply(self, grads: list, acts: tf.Tensor, fused: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    def apply(
+        self, grads: list | None, acts: tf.Tensor, fused: bool = False, channel_means: list | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """T gradients (N, h, w, k) and activations (N, h, w, k) -> weights (N, T, k), raw (N, T, h, w).
 
         Args:
+            channel_means: for a ``mean_gradient`` method, the T gradients' spatial means,
+                (N, 1, 1, k) each, given instead of ``grads``.
             fused: the pass is compiled with XLA, which fuses an element-wise product summed
                 over channels with the layer's own computation; a matrix product would first
                 materialise the activations again. Without XLA that product would be
@@ -85,7 +94,12 @@ class BoundMethod:
                 summation order.
         """
         acts = tf.cast(acts, tf.float32)
-        weights = [self.method.weigh(tf.cast(grad, tf.float32), acts, **self.options) for grad in grads]
+        if channel_means is not None:
+            if not self.method.mean_gradient:
+                raise ValueError(f"method {self.name!r} needs the gradients themselves, not their means")
+            weights = [tf.cast(mean, tf.float32) for mean in channel_means]
+        else:
+            weights = [self.method.weigh(tf.cast(grad, tf.float32), acts, **self.options) for grad in grads]
         if all(weight.shape[1] == 1 and weight.shape[2] == 1 for weight in weights):
             channel = tf.stack([weight[:, 0, 0] for weight in weights], axis=1)  # (N, T, k)
             if fused:
@@ -100,11 +114,15 @@ class BoundMethod:
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, **options: Option) -> Callable:
-    """Register a weighting function under ``name`` with its options (see the module docstring)."""
+def register(name: str, mean_gradient: bool = False, **options: Option) -> Callable:
+    """Register a weighting function under ``name`` with its options (see the module docstring).
+
+    ``mean_gradient=True`` declares that the function returns ``spatial_mean(grads)`` and
+    uses nothing else (see :class:`Method`).
+    """
 
     def add(weigh: Callable) -> Callable:
-        METHODS[name] = Method(name, weigh, options)
+        METHODS[name] = Method(name, weigh, options, mean_gradient)
         return weigh
 
     return add
@@ -141,21 +159,34 @@ def spatial_mean(values: tf.Tensor) -> tf.Tensor:
     Channel weights are means of gradients that largely cancel, and a float32 sum over a
     128x128 map loses up to ~1e-5 of the result's scale when it runs sequentially (as XLA's
     loops do) instead of as a tree (as TensorFlow's kernels do), far more where large
-    gradients of both signs cancel. So pixels are summed in float32 only within blocks of at
-    most ``SUM_BLOCK`` neighbours of a row (at most 7 roundings each), and the blocks in
-    float64 (a float64 sum over every pixel costs XLA on CPU about twice as much).
+    gradients of both signs cancel. So the sum is taken by :func:`spatial_sum`.
 
     Example:
         >>> float(spatial_mean(tf.reshape(tf.range(12.0), (1, 3, 4, 1)))[0, 0, 0, 0])
         5.5
     """
-    height, width, channels = values.shape[1], values.shape[2], values.shape[3]
-    if None in (height, width, channels):
+    height, width = values.shape[1], values.shape[2]
+    if None in (height, width, values.shape[3]):
         return tf.cast(tf.reduce_mean(tf.cast(values, tf.float64), axis=[1, 2], keepdims=True), values.dtype)
+    mean = spatial_sum(values) / (height * width)
+    return tf.cast(mean, values.dtype)[:, tf.newaxis, tf.newaxis, :]
+
+
+def spatial_sum(values: tf.Tensor) -> tf.Tensor:
+    """Sum over the two spatial axes of (N, h, w, k) with static sizes, as (N, k) float64.
+
+    Pixels are summed in float32 only within blocks of at most ``SUM_BLOCK`` neighbours of
+    a row (at most 7 roundings each), and the blocks in float64 (a float64 sum over every
+    pixel costs XLA on CPU about twice as much).
+
+    Example:
+        >>> spatial_sum(tf.ones((1, 3, 20, 2))).numpy().tolist()
+        [[60.0, 60.0]]
+    """
+    height, width, channels = values.shape[1], values.shape[2], values.shape[3]
     block = max(size for size in range(1, SUM_BLOCK + 1) if width % size == 0)
     blocks = tf.reduce_sum(tf.reshape(tf.cast(values, tf.float32), (-1, height, width // block, block, channels)), axis=3)
-    mean = tf.reduce_sum(tf.cast(blocks, tf.float64), axis=[1, 2]) / (height * width)
-    return tf.cast(mean, values.dtype)[:, tf.newaxis, tf.newaxis, :]
+    return tf.reduce_sum(tf.cast(blocks, tf.float64), axis=[1, 2])
 
 
 def _positive_int(value) -> str | None:
@@ -166,7 +197,7 @@ def _pool_kind(value) -> str | None:
     return None if value in POOLS else f"must be one of {POOLS}"
 
 
-@register("seg-grad-cam")
+@register("seg-grad-cam", mean_gradient=True)
 def seg_grad_cam_weights(grads: tf.Tensor, acts: tf.Tensor) -> tf.Tensor:
     """Seg-Grad-CAM: alpha_k = mean_uv g_k(u, v), one weight per channel."""
     return spatial_mean(grads)

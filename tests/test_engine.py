@@ -315,6 +315,27 @@ def test_xla_pass_one_image_per_call_matches_the_whole_batch(unet_softmax, image
     assert whole.engine.xla_trace_count == 2
 
 
+@pytest.mark.parametrize("strategy", ["loop", "loop-xla"])
+def test_earliest_layer_sums_read_off_the_next_convolution(unet_softmax, images, strategy):
+    """layers="all": the first conv's map feeds only the second conv, so its channel sums come
+    from that conv's output gradient (seggradcam.conv_sums) and its own backward pass is skipped."""
+    targets = [sgc.ClassTarget(1, region="all"), sgc.PixelTarget(5, 7)]
+    summed = sgc.SegGradCAM(unet_softmax, layers="all", strategy=strategy)
+    direct = sgc.SegGradCAM(unet_softmax, layers="all", strategy=strategy)
+    direct.engine.conv_sums = False
+    expl, plain = summed.explain(images[:2], targets), direct.explain(images[:2], targets)
+    assert summed.engine.conv_sum_layers == ("enc1_conv1",) and direct.engine.conv_sum_layers == ()
+    for name in expl.layers:
+        # the same gradients summed in another order (float64 across blocks in both): a few
+        # float32 roundings of the scale apart on any CPU
+        assert relative_error(expl.weights[name], plain.weights[name]) < 1e-5
+        assert relative_error(expl.raw[name], plain.raw[name]) < 1e-5
+    check_explanation(expl, unet_softmax, images[:2], unet_sites(unet_softmax, expl.layers), unet_scores(unet_softmax))
+    other = sgc.SegGradCAM(unet_softmax, layers="all", method="seg-grad-cam++", strategy=strategy)
+    other.explain(images[:1], targets)
+    assert other.engine.conv_sum_layers == ()  # Grad-CAM++ needs the gradient itself
+
+
 def test_auto_strategy_moves_to_xla_after_enough_calls(unet_softmax, images):
     from seggradcam.engine import XLA_AFTER
 
