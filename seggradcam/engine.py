@@ -7,7 +7,11 @@ For a batch of N images and T targets, :class:`Engine` runs one ``tf.function`` 
 3. computes the scores y[n, t] (``seggradcam.scoring``);
 4. takes the gradients of every target's score with respect to all layers at once, by one
    of the strategies below; summing y over images first is exact because images in a batch
-   do not interact at inference;
+   do not interact at inference. For Seg-Grad-CAM, a map that depends on no other explained
+   map and feeds only a stride-1 convolution (the first layer of a plain U-Net) gets its
+   channel sums from that convolution's output gradient (``seggradcam.conv_sums``): the
+   backward pass through the convolution is skipped (on the benchmark U-Nets 0.3 to 0.4
+   forward passes less per grid);
 5. turns gradients into weights and signed maps with the chosen method. Heatmaps at input
    size are rendered from those maps by the Explanation on first use (``postprocess``).
 
@@ -32,12 +36,13 @@ Gradient strategies (``strategy=``), all inside the same traced graph:
         ``Resizing``), "auto" stays without XLA (``Engine.xla_refusal`` says why) and
         "loop-xla"/"pfor-xla" raise a ValueError.
     In the XLA passes, max pools get an exact gradient that XLA runs fast
-    (``seggradcam.xla_gradients``). Without a GPU, the XLA pass runs one image per call and
-    the results are joined along the batch axis: one compiled program serves every batch
-    size, and the per-image working set stays in cache (on the 2-core project machine the
-    shapes U-Net's grid at batch 8 took 4.9 instead of 5.5 forward passes, the 2M U-Net's
-    6.4 instead of 6.6; see ``benchmarks/README.md``). With a GPU the whole batch goes in
-    one call.
+    (``seggradcam.xla_gradients``). Without a GPU, and when one image's layer outputs reach
+    ``XLA_PER_IMAGE_BYTES``, the XLA pass runs one image per call and the results are joined
+    along the batch axis: one compiled program serves every batch size, and the per-image
+    working set stays in cache (on the 2-core project machine the shapes U-Net's pass at
+    batch 8 took 4.9 instead of 5.5 forward passes, the 2M U-Net's 6.4 instead of 6.6; the
+    architecture tests' small models were slower, so they keep the whole batch; see
+    ``benchmarks/README.md``). With a GPU the whole batch goes in one call.
 See ``benchmarks/README.md`` for the measurements behind these choices.
 
 Calls with the same image shape, the same number of targets and the same target
@@ -67,6 +72,9 @@ __all__ = ["Engine", "PassResult", "STRATEGIES"]
 STRATEGIES = ("auto", "loop", "pfor", "loop-xla", "pfor-xla")
 XLA_AFTER = 3.0  # "auto": compile with XLA once a signature's plain calls took this many times its first call
 XLA_TRIALS = 2  # "auto": warm XLA calls timed (after the compiling one) before settling on the faster pass
+# without a GPU, the XLA pass takes images one per call once one image's layer outputs reach this
+# size (measured: 13 MiB models gained 0.2 to 0.5 forward passes per grid, 0.1 to 4 MiB ones lost)
+XLA_PER_IMAGE_BYTES = 8 * 2**20
 
 
 @dataclasses.dataclass
@@ -174,7 +182,9 @@ class Engine:
         self.xla_trace_count = 0  # traces of the XLA-compiled pass
         self._tiers: dict[tuple, _Tier] = {}
         self.xla_refusal: str | None = None  # why XLA could not compile this model's pass, once it failed
-        self.xla_per_image = not tf.config.list_logical_devices("GPU")  # XLA pass: one image per call (CPU)
+        self.xla_per_image: bool | None = None  # XLA pass one image per call: None = by the rule in _per_image
+        self._has_gpu = bool(tf.config.list_logical_devices("GPU"))
+        self._image_bytes: dict[tuple, int] = {}
         self.conv_sums = True  # read the earliest layer's channel sums off the next convolution (conv_sums)
         self.conv_sum_layers: tuple = ()  # the layers it did that for, as of the last trace
 
@@ -238,12 +248,26 @@ class Engine:
         )
 
     def _xla_pass(self, images, targets: EncodedTargets, with_loss: bool, with_components: bool) -> PassResult:
-        """The XLA-compiled pass; with ``xla_per_image``, one call per image, joined along axis 0."""
+        """The XLA-compiled pass; one call per image (see :meth:`_per_image`), joined along axis 0."""
         count = images.shape[0]
-        if not self.xla_per_image or count is None or count <= 1:
+        if count is None or count <= 1 or not self._per_image(images):
             return self._explain_xla(images, targets, with_loss, with_components)
         parts = [self._explain_xla(images[i : i + 1], targets, with_loss, with_components) for i in range(count)]
         return tf.nest.map_structure(lambda *pieces: tf.concat(pieces, axis=0), *parts)
+
+    def _per_image(self, images) -> bool:
+        """Whether the XLA pass takes these images one per call: ``xla_per_image`` if set; else
+        without a GPU when one image's layer outputs reach ``XLA_PER_IMAGE_BYTES`` (their
+        working set then fits the CPU's caches one image at a time; small models would only
+        pay more calls)."""
+        if self.xla_per_image is not None:
+            return self.xla_per_image
+        if self._has_gpu:
+            return False
+        size = (images.shape[1], images.shape[2])
+        if size not in self._image_bytes:
+            self._image_bytes[size] = self.access.activation_bytes(*size)
+        return self._image_bytes[size] >= XLA_PER_IMAGE_BYTES
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""

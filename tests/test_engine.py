@@ -315,6 +315,20 @@ def test_xla_pass_one_image_per_call_matches_the_whole_batch(unet_softmax, image
     assert whole.engine.xla_trace_count == 2
 
 
+def test_xla_pass_takes_images_one_per_call_only_for_large_enough_models(unet_softmax):
+    """The rule: one image per XLA call when one image's layer outputs reach XLA_PER_IMAGE_BYTES (no GPU)."""
+    from seggradcam.engine import XLA_PER_IMAGE_BYTES
+
+    small = sgc.SegGradCAM(unet_softmax, strategy="loop-xla").engine
+    large = sgc.SegGradCAM(sgc.models.load_pretrained("shapes_unet"), strategy="loop-xla").engine
+    assert small.access.activation_bytes(32, 32) < XLA_PER_IMAGE_BYTES <= large.access.activation_bytes(128, 128)
+    has_gpu = bool(tf.config.list_logical_devices("GPU"))
+    assert small._per_image(tf.zeros((4, 32, 32, 3))) is False
+    assert large._per_image(tf.zeros((4, 128, 128, 3))) is (not has_gpu)
+    large.xla_per_image = False  # set by hand, it wins
+    assert large._per_image(tf.zeros((4, 128, 128, 3))) is False
+
+
 @pytest.mark.parametrize("strategy", ["loop", "loop-xla"])
 def test_earliest_layer_sums_read_off_the_next_convolution(unet_softmax, images, strategy):
     """layers="all": the first conv's map feeds only the second conv, so its channel sums come
