@@ -39,9 +39,10 @@ import tensorflow as tf
 
 from .methods import spatial_sum
 
-__all__ = ["ConvInput", "find", "MAX_BORDER"]
+__all__ = ["ConvInput", "find", "MAX_BORDER", "MAX_TAPS"]
 
-MAX_BORDER = 16  # padding rows/columns per side handled; wider ones keep the ordinary gradient
+MAX_BORDER = 3  # padding rows/columns per side handled (7x7 SAME); wider ones keep the ordinary gradient
+MAX_TAPS = 49  # kernel positions handled: each adds a few small ops to the traced graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +72,9 @@ class ConvInput:
         tail = height - min(stop for _, stop in self.rows)
         left = max(start for start, _ in self.columns)
         right = width - min(stop for _, stop in self.columns)
-        row_index = list(range(head)) + list(range(height - tail, height))
-        column_index = list(range(left)) + list(range(width - right, width))
+        # the head and tail overlap when the kernel's extent exceeds the map: count each row once
+        row_index = sorted(set(range(head)) | set(range(height - tail, height)))
+        column_index = sorted(set(range(left)) | set(range(width - right, width)))
         row_sums = {i: spatial_sum(grads[:, i : i + 1]) for i in row_index}
         column_sums = {i: spatial_sum(grads[:, :, i : i + 1]) for i in column_index}
         corner = None  # the values in dropped rows and dropped columns alike, (N, rows, columns, J)
@@ -129,6 +131,10 @@ def find(tensor) -> ConvInput | None:
     kh, kw, kernel_in, _ = kernel.shape
     if kernel_in != channels:
         return None  # grouped convolution
+    if kh * kw > MAX_TAPS or output.dtype not in (tf.float32, tf.float64):
+        # float16 (mixed precision): the engine's own path rounds dS/dA to float16, and the
+        # float16 reference does too; summing from dS/dZ would skip that rounding
+        return None
     dilations = list(op.get_attr("dilations"))
     padding = op.get_attr("padding")
     if padding == b"VALID":

@@ -185,7 +185,7 @@ class Engine:
         self.xla_per_image: bool | None = None  # XLA pass one image per call: None = by the rule in _per_image
         self._has_gpu = bool(tf.config.list_logical_devices("GPU"))
         self._image_bytes: dict[tuple, int] = {}
-        self.conv_sums = True  # read the earliest layer's channel sums off the next convolution (conv_sums)
+        self.conv_sums = True  # read the earliest layer's channel sums off the next convolution (conv_sums); set before the first call
         self.conv_sum_layers: tuple = ()  # the layers it did that for, as of the last trace
 
         def counted(counter: str, xla: bool):
@@ -298,11 +298,12 @@ class Engine:
             if watchable:
                 tape.watch(images)
             run = self.access.forward(images, self.layers, watch=tape.watch, xla_gradients=xla)
+            built, scores = self._scores(run.scores, targets, with_loss, with_components)
+            per_target = tf.reduce_sum(scores, axis=0)
+            # after the scores: their ops are uses too (an explained map may be the scores themselves)
             plans = self._conv_sum_plans(run.activations)
             for plan in plans.values():
                 tape.watch(plan.output)
-            built, scores = self._scores(run.scores, targets, with_loss, with_components)
-            per_target = tf.reduce_sum(scores, axis=0)
         sources = [plans[index].output if index in plans else act for index, act in enumerate(run.activations)]
         grads = self._gradients(tape, per_target, sources, targets.class_index.shape[0])
         weights, raw = [], []

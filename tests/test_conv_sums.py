@@ -1,20 +1,26 @@
 """Channel sums of a convolution's input gradient, read off its output gradient (seggradcam.conv_sums)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import seggradcam as sgc
 from seggradcam import conv_sums
 
 CASES = {  # name: (input shape, kernel shape, padding, dilations)
     "3x3 same": ((2, 9, 7, 3), (3, 3, 3, 5), "SAME", 1),
     "3x3 valid": ((2, 9, 7, 3), (3, 3, 3, 5), "VALID", 1),
-    "5x5 same dilated 2": ((1, 13, 11, 2), (5, 5, 2, 4), "SAME", 2),
+    "3x3 same dilated 3": ((1, 13, 11, 2), (3, 3, 2, 4), "SAME", 3),
+    "5x5 same": ((1, 9, 10, 2), (5, 5, 2, 4), "SAME", 1),
     "2x2 same (pad after only)": ((2, 8, 6, 3), (2, 2, 3, 4), "SAME", 1),
     "4x4 same (uneven pad)": ((1, 10, 9, 2), (4, 4, 2, 3), "SAME", 1),
     "1x7 same": ((1, 6, 12, 2), (1, 7, 2, 3), "SAME", 1),
     "1x1": ((2, 5, 5, 4), (1, 1, 4, 6), "VALID", 1),
     "explicit": ((1, 8, 8, 2), (3, 3, 2, 3), [[0, 0], [2, 0], [1, 3], [0, 0]], 1),
+    # the kernel reaches past both borders: the rows left out at the top and at the bottom overlap
+    "5x5 same on a 3x4 map": ((1, 3, 4, 2), (5, 5, 2, 3), "SAME", 1),
+    "7x7 same on a 4x4 map": ((2, 4, 4, 2), (7, 7, 2, 3), "SAME", 1),
 }
 
 
@@ -86,6 +92,12 @@ def test_find_refuses_what_it_cannot_read_off():
         padded = tf.identity(x)
         _ = tf.nn.conv2d(tf.pad(padded, [[0, 0], [1, 1], [1, 1], [0, 0]]), kernel, 1, "VALID")
         found["padded first"] = conv_sums.find(padded)
+        wide = tf.identity(x)
+        _ = tf.nn.conv2d(wide, tf.ones((9, 9, 2, 2)), 1, "SAME")  # 81 taps, pads of 4
+        found["9x9 kernel"] = conv_sums.find(wide)
+        half = tf.cast(x, tf.float16)
+        _ = tf.nn.conv2d(half, tf.ones((3, 3, 2, 2), tf.float16), 1, "SAME")
+        found["float16"] = conv_sums.find(half)
         plain = tf.identity(x)
         _ = tf.nn.conv2d(plain, kernel, 1, "SAME")
         found["plain"] = conv_sums.find(plain)
@@ -98,6 +110,22 @@ def test_find_refuses_what_it_cannot_read_off():
         "grouped": False,
         "depthwise": False,
         "padded first": False,
+        "9x9 kernel": False,
+        "float16": False,
         "plain": True,
     }
     assert conv_sums.find(tf.zeros((1, 6, 6, 2))) is None  # eager tensors have no graph uses
+
+
+def test_an_explained_score_map_that_also_feeds_a_convolution_keeps_its_own_gradient():
+    """Found in review: the scores' own uses of the map must count as uses (else weights were 0)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    seg = keras.layers.Conv2D(3, 3, padding="same", name="seg")(inputs)
+    model = keras.Model(inputs, [seg, keras.layers.Conv2D(3, 3, padding="same", name="refine")(seg)])
+    images = np.random.default_rng(1).uniform(size=(1, 8, 8, 3)).astype(np.float32)
+    explainer = sgc.SegGradCAM(model, logits="seg", layers=["seg"])
+    expl = explainer.explain(images, [sgc.ClassTarget(1, region="all")])
+    assert explainer.engine.conv_sum_layers == ()
+    # the score is the sum of class 1's logits over the map: d/d seg is 1 in channel 1, 0 elsewhere
+    np.testing.assert_allclose(expl.weights["seg"][0, 0], [0.0, 1.0, 0.0], atol=1e-6)
