@@ -76,26 +76,21 @@ class ConvInput:
         row_index = sorted(set(range(head)) | set(range(height - tail, height)))
         column_index = sorted(set(range(left)) | set(range(width - right, width)))
         row_sums = {i: spatial_sum(grads[:, i : i + 1]) for i in row_index}
-        column_sums = {i: spatial_sum(grads[:, :, i : i + 1]) for i in column_index}
-        corner = None  # the values in dropped rows and dropped columns alike, (N, rows, columns, J)
-        if row_index and column_index:
-            corner = tf.gather(tf.gather(grads, tf.constant(row_index, tf.int32), axis=1), tf.constant(column_index, tf.int32), axis=2)
-            corner = tf.cast(corner, tf.float64)
+        column_sums = {x: spatial_sum(grads[:, :, x : x + 1]) for x in column_index}
+        cells = {(i, x): tf.cast(grads[:, i, x], tf.float64) for i in row_index for x in column_index}
         windows = []
         for start_r, stop_r in self.rows:
             dropped_rows = [i for i in row_index if i < start_r or i >= stop_r]
             for start_c, stop_c in self.columns:
-                dropped_columns = [i for i in column_index if i < start_c or i >= stop_c]
+                dropped_columns = [x for x in column_index if x < start_c or x >= stop_c]
                 window = total
                 for i in dropped_rows:
-                    window = window - row_sums[i]
-                for i in dropped_columns:
-                    window = window - column_sums[i]
-                if dropped_rows and dropped_columns:  # counted twice above
-                    rows_at = [row_index.index(i) for i in dropped_rows]
-                    columns_at = [column_index.index(i) for i in dropped_columns]
-                    twice = tf.gather(tf.gather(corner, tf.constant(rows_at, tf.int32), axis=1), tf.constant(columns_at, tf.int32), axis=2)
-                    window = window + tf.reduce_sum(twice, axis=[1, 2])
+                    window -= row_sums[i]
+                for x in dropped_columns:
+                    window -= column_sums[x]
+                for i in dropped_rows:
+                    for x in dropped_columns:
+                        window += cells[(i, x)]  # subtracted with its row and with its column
                 windows.append(window)
         kh, kw = len(self.rows), len(self.columns)
         sums = tf.reshape(tf.stack(windows, axis=1), (-1, kh, kw, grads.shape[3]))  # (N, kh, kw, J)
@@ -110,7 +105,7 @@ def find(tensor) -> ConvInput | None:
     Only meaningful inside a ``tf.function`` graph, after the model has run (eager tensors
     carry no consumers).
     """
-    if not tf.is_tensor(tensor) or not hasattr(tensor, "consumers") or tensor.shape.rank != 4:
+    if not tf.is_tensor(tensor) or tensor.shape.rank != 4:
         return None
     try:
         consumers = tensor.consumers()
@@ -149,8 +144,7 @@ def find(tensor) -> ConvInput | None:
     out_h, out_w = output.shape[1], output.shape[2]
     rows = tuple(_inside(out_h, height, top, a * dilations[1]) for a in range(kh))
     columns = tuple(_inside(out_w, width, left, b * dilations[2]) for b in range(kw))
-    borders = [start for start, _ in rows + columns] + [out_h - stop for stop in (s for _, s in rows)]
-    borders += [out_w - stop for _, stop in columns]
+    borders = [start for start, _ in rows + columns] + [out_h - stop for _, stop in rows] + [out_w - stop for _, stop in columns]
     if max(borders) > MAX_BORDER or any(start >= stop for start, stop in rows + columns):
         return None
     return ConvInput(output, kernel, rows, columns, (height, width))

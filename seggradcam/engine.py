@@ -184,7 +184,6 @@ class Engine:
         self.xla_refusal: str | None = None  # why XLA could not compile this model's pass, once it failed
         self.xla_per_image: bool | None = None  # XLA pass one image per call: None = by the rule in _per_image
         self._has_gpu = bool(tf.config.list_logical_devices("GPU"))
-        self._image_bytes: dict[tuple, int] = {}
         self.conv_sums = True  # read the earliest layer's channel sums off the next convolution (conv_sums); set before the first call
         self.conv_sum_layers: tuple = ()  # the layers it did that for, as of the last trace
 
@@ -264,10 +263,7 @@ class Engine:
             return self.xla_per_image
         if self._has_gpu:
             return False
-        size = (images.shape[1], images.shape[2])
-        if size not in self._image_bytes:
-            self._image_bytes[size] = self.access.activation_bytes(*size)
-        return self._image_bytes[size] >= XLA_PER_IMAGE_BYTES
+        return self.access.activation_bytes(images.shape[1], images.shape[2]) >= XLA_PER_IMAGE_BYTES
 
     def guided_gradients(self, images, targets: EncodedTargets) -> tf.Tensor:
         """Guided-backpropagation gradients of every target's score: (N, T, H, W, C)."""
@@ -331,10 +327,11 @@ class Engine:
         if not (self.conv_sums and self.method.method.mean_gradient):
             return {}
         plans = {}
-        for index, act in enumerate(activations):
-            plan = conv_sums.find(act)
-            others = {other.name for position, other in enumerate(activations) if position != index}
-            if plan is not None and not _depends_on(act, others):
+        for index, (layer, act) in enumerate(zip(self.layers, activations)):
+            # the catalogue knows which call sites each site's output depends on
+            others = {other.site.index for position, other in enumerate(self.layers) if position != index}
+            plan = conv_sums.find(act) if others.isdisjoint(layer.site.ancestors) else None
+            if plan is not None:
                 plans[index] = plan
         self.conv_sum_layers = tuple(self.layers[index].name for index in plans)
         return plans
@@ -375,19 +372,6 @@ class Engine:
         chosen = tf.gather(explained, class_index[:, tf.newaxis], axis=3, batch_dims=1)[..., 0]
         values = tf.where(has_truth[:, tf.newaxis, tf.newaxis], cross_entropy(explained, truth), chosen)
         return tf.reduce_sum(values * masks, axis=[1, 2])
-
-
-def _depends_on(tensor, names: set) -> bool:
-    """Whether ``tensor`` is computed from a graph tensor named in ``names``."""
-    seen, pending = set(), [tensor.op]
-    while pending:
-        for source in pending.pop().inputs:
-            if source.name in names:
-                return True
-            if source.op.name not in seen:
-                seen.add(source.op.name)
-                pending.append(source.op)
-    return False
 
 
 def _xla_refusal(message: str) -> str | None:
