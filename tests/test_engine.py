@@ -311,6 +311,8 @@ def test_xla_pass_one_image_per_call_matches_the_whole_batch(unet_softmax, image
             assert relative_error(split.weights[name], joined.weights[name]) < 1e-5
         np.testing.assert_allclose(split.scores, joined.scores, rtol=1e-5)
         np.testing.assert_array_equal(split.prediction, joined.prediction)
+    # and the per-image pass against the independent slow reference (default tolerance, see there)
+    check_explanation(split, unet_softmax, images[:2], unet_sites(unet_softmax, split.layers), unet_scores(unet_softmax))
     assert per_image.engine.xla_trace_count == 1  # batch sizes 3 and 2 ran the one program compiled for one image
     assert whole.engine.xla_trace_count == 2
 
